@@ -1,0 +1,1 @@
+"""pacs-node: a DICOM/PACS integration node for lumbar spine MRI AI."""

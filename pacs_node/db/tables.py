@@ -1,0 +1,145 @@
+"""Typed tables (not "models": that word belongs to the ML package).
+
+Enums are stored by value as plain strings so the database stays readable and migrations do
+not need enum types.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pacs_node.db.base import Base, UTCDateTime, utcnow
+
+UID = String(64)
+AE = String(16)
+
+
+class Study(Base):
+    """A study as the node has received it so far."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    accession_number: Mapped[str | None] = mapped_column(String(16))
+    calling_ae: Mapped[str | None] = mapped_column(AE, comment="AE title of the last sender")
+    status: Mapped[str] = mapped_column(String(16), comment="StudyStatus value")
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_released_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), comment="when an association that sent to this study was released"
+    )
+    force_complete: Mapped[bool] = mapped_column(default=False)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+    jobs: Mapped[list[Job]] = relationship(back_populates="study")
+
+    __table_args__ = (Index(None, "status", "last_received_at"),)
+
+
+class Series(Base):
+    """A series with the attributes that classify it (taken from its first instance)."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_description: Mapped[str | None] = mapped_column(String(64))
+    body_part_examined: Mapped[str | None] = mapped_column(String(16))
+    attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, comment="acquisition tags used by series classification"
+    )
+    role: Mapped[str | None] = mapped_column(String(16), comment="SeriesRole after completion")
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    """A stored SOP instance; its file lives in the spool at ``path``."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(UID)
+    transfer_syntax_uid: Mapped[str] = mapped_column(UID)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text, comment="relative to the spool root")
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    calling_ae: Mapped[str | None] = mapped_column(AE)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    times_received: Mapped[int] = mapped_column(Integer, default=1)
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class ReceiveError(Base):
+    """An instance we refused, with why (the DIMSE status we answered)."""
+
+    __tablename__ = "receive_errors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    calling_ae: Mapped[str | None] = mapped_column(AE)
+    peer_address: Mapped[str | None] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str | None] = mapped_column(
+        String(80), comment="as sent, truncated; may be invalid"
+    )
+    status: Mapped[int] = mapped_column(Integer, comment="DIMSE status answered")
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Job(Base):
+    """One analysis of one version of a study. The database, not the broker, is the truth."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer, comment="1 for the first job of a study")
+    state: Mapped[str] = mapped_column(String(16), index=True, comment="JobState value")
+    reason: Mapped[str | None] = mapped_column(Text, comment="why skipped or failed")
+    retryable: Mapped[bool] = mapped_column(default=False)
+    trigger: Mapped[str | None] = mapped_column(String(32), comment="CompletionTrigger value")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    supersedes_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="jobs")
+    events: Mapped[list[JobEvent]] = relationship(
+        back_populates="job", order_by="JobEvent.id", foreign_keys="JobEvent.job_id"
+    )
+
+    __table_args__ = (UniqueConstraint("study_id", "version"),)
+
+
+class JobEvent(Base):
+    """Append-only timeline of a job."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), comment="state after the event")
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    job: Mapped[Job] = relationship(back_populates="events", foreign_keys=[job_id])

@@ -1,0 +1,51 @@
+"""Plain enums and value types shared across the node's layers."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Where a job is in its life (ARCHITECTURE.md "State lives in the database")."""
+
+    RECEIVED = "received"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RESULTS_READY = "results_ready"
+    DELIVERING = "delivering"
+    NOTIFYING = "notifying"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
+
+    @property
+    def terminal(self) -> bool:
+        """True for states a job never leaves on its own."""
+        return self in (JobState.DONE, JobState.FAILED, JobState.SKIPPED, JobState.SUPERSEDED)
+
+
+class StudyStatus(StrEnum):
+    """Whether a study is still arriving or has been handed to a job."""
+
+    RECEIVING = "receiving"
+    COMPLETE = "complete"
+
+
+class SeriesRole(StrEnum):
+    """What a series is for the lumbar protocol."""
+
+    SAG_T1 = "SAG_T1"
+    SAG_T2 = "SAG_T2"
+    SAG_STIR = "SAG_STIR"
+    AX_T2 = "AX_T2"
+    LOCALIZER = "LOCALIZER"
+    OTHER = "OTHER"
+
+
+class CompletionTrigger(StrEnum):
+    """Why a study was judged complete."""
+
+    QUIET_PERIOD = "quiet_period"
+    RELEASED_WITH_PROTOCOL = "released_with_protocol"
+    FORCED = "forced"

@@ -1,0 +1,109 @@
+"""The DICOM SCP: an AE that accepts C-ECHO and C-STORE of every storage SOP class."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from pacs_node.config import Settings
+from pacs_node.db.ledger import InstanceLedger
+from pacs_node.scp.handlers import (
+    AssociationStudies,
+    handle_closed,
+    handle_echo,
+    handle_rejected,
+    handle_released,
+    handle_store,
+)
+from pacs_node.scp.transport import BulkRequestHandler, NodeAE, NodeAssociationServer
+from pacs_node.spool import Spool
+
+
+def build_ae(settings: Settings) -> NodeAE:
+    """An AE accepting Verification and all storage classes in every transfer syntax.
+
+    Compressed transfer syntaxes are accepted as sent and decoded later, by the worker.
+    """
+    ae = NodeAE(ae_title=settings.ae_title)
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        if context.abstract_syntax is not None:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    ae.maximum_associations = settings.max_associations
+    ae.maximum_pdu_size = settings.max_pdu_size
+    ae.network_timeout = settings.network_timeout
+    ae.acse_timeout = settings.acse_timeout
+    ae.dimse_timeout = settings.dimse_timeout
+    if not settings.accepts_any_ae:
+        ae.require_calling_aet = list(settings.allowed_aes)
+    return ae
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS 1.2+ server context; with a CA, client certificates are required.
+
+    Raises:
+        OSError: if a certificate, key or CA file cannot be read.
+        ssl.SSLError: if they do not form a valid chain.
+    """
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_ca is not None:
+        context.load_verify_locations(settings.tls_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+@dataclass
+class RunningSCP:
+    """A started, non-blocking SCP."""
+
+    ae: NodeAE
+    server: NodeAssociationServer
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        """Stop accepting, and abort live associations."""
+        self.server.shutdown()
+        self.ae.shutdown()
+
+
+def start_scp(settings: Settings, spool: Spool, ledger: InstanceLedger) -> RunningSCP:
+    """Start the SCP in background threads on ``settings.host:settings.port``.
+
+    Raises:
+        OSError: if the address cannot be bound (port in use) or TLS files are unreadable.
+    """
+    ae = build_ae(settings)
+    studies = AssociationStudies()
+    handlers: list[Any] = [
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, handle_store, [spool, ledger, studies]),
+        (evt.EVT_RELEASED, handle_released, [ledger, studies]),
+        (evt.EVT_ABORTED, handle_closed, [studies]),
+        (evt.EVT_REJECTED, handle_rejected, [ledger]),
+    ]
+    server = ae.make_server(
+        (settings.host, settings.port),
+        evt_handlers=handlers,
+        ssl_context=tls_context(settings),
+        server_class=NodeAssociationServer,
+        request_handler=BulkRequestHandler,
+    )
+    # As AE.start_server(block=False) does, with our server class: the AE owns the server.
+    assert isinstance(server, NodeAssociationServer)
+    ae._servers.append(server)
+    threading.Thread(target=server.serve_forever, name="scp-accept", daemon=True).start()
+    return RunningSCP(ae, server)
