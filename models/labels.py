@@ -50,7 +50,9 @@ class LabelScheme:
     @property
     def discs(self) -> tuple[Structure, ...]:
         """Discs in cranio-caudal order (T9/T10 first, L5/S1 last)."""
-        return tuple(sorted((s for s in self.structures if s.kind == "disc"), key=lambda s: -s.value))
+        return tuple(
+            sorted((s for s in self.structures if s.kind == "disc"), key=lambda s: -s.value)
+        )
 
     @property
     def vertebrae(self) -> tuple[Structure, ...]:

@@ -115,6 +115,8 @@ class Settings:
         for ae in self.allowed_aes:
             if ae != "*":
                 validate_ae_title(ae)
+        for port in (self.port, self.api_port):
+            _port(port)
         if self.quiet_seconds <= 0:
             raise ConfigError("quiet_seconds must be positive")
         if self.max_associations < 1:

@@ -115,13 +115,14 @@ class Rule:
 
     def matches(self, attrs: Mapping[str, Any]) -> bool:
         """True if the series' attributes satisfy every condition."""
-        description = " ".join(str(attrs.get(k, "")) for k in ("SeriesDescription", "ProtocolName"))
+        texts = [str(attrs[k]) for k in ("SeriesDescription", "ProtocolName") if k in attrs]
         checks = (
             self.orientation is None
             or plane_of(attrs.get("ImageOrientationPatient")) == self.orientation,
-            self.description_regex is None or bool(self.description_regex.search(description)),
+            self.description_regex is None
+            or any(self.description_regex.search(t) for t in texts),
             self.not_description_regex is None
-            or not self.not_description_regex.search(description),
+            or not any(self.not_description_regex.search(t) for t in texts),
             self.image_type_contains is None
             or self.image_type_contains.upper() in _as_list(attrs.get("ImageType")),
             self.scanning_sequence_contains is None

@@ -61,7 +61,13 @@ def start_postgres() -> Postgres:
     _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "pacs", "--auth=trust"])
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {sockets} -c fsync=off"
     options += " -c max_connections=200"
-    _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-o", options, "start"])
+    # -l: the server must not inherit our pipes, or waiting for pg_ctl never ends.
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    log = base / "server.log"
+    _as_postgres(
+        [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options, "start"]
+    )
     return Postgres(data, port)
 
 

@@ -1,0 +1,201 @@
+"""HL7 v2.5 ORU^R01 carrying the per-level results to the RIS/EMR (hl7apy, strict validation).
+
+Layout: MSH, PID (patient from the DICOM study), ORC/OBR (order: accession number as filler order
+number and OBR-18, result status in OBR-25), then OBX rows: the Study Instance UID, one CWE row per
+level and abnormality (Present/Absent, abnormal flag ``A`` when present), one NM row per
+probability and per measurement (OBX-4 sub-ID = the level, e.g. ``L4/L5``), and the impression as
+TX. MSH-10 is derived from the job and the status, so a resend is the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from highdicom.sr import CodedConcept
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.core import Group, Message
+from pydicom import Dataset
+from pydicom.valuerep import PersonName
+
+from pacs_node.results import codes
+from pacs_node.results.identity import derive_control_id
+from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext
+from pacs_node.results.summary import impression_text, ordered_levels
+
+_ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"}
+
+
+def escape(text: str) -> str:
+    """Escape HL7 delimiters in free text (HL7 v2.5 section 2.7) and drop line breaks."""
+    text = " ".join(text.split())
+    return "".join(_ESCAPES.get(char, char) for char in text)
+
+
+def _ce(code: CodedConcept) -> str:
+    return f"{escape(code.value)}^{escape(code.meaning)}^{escape(code.scheme_designator)}"
+
+
+def _xpn(name: object) -> str:
+    pn = PersonName(str(name or ""))
+    parts = [pn.family_name, pn.given_name, pn.middle_name, pn.name_suffix, pn.name_prefix]
+    return "^".join(escape(p) for p in parts).rstrip("^")
+
+
+def _sex(value: object) -> str:
+    return {"M": "M", "F": "F", "O": "O"}.get(str(value or "").upper(), "U")
+
+
+class _Row(NamedTuple):
+    value_type: str
+    identifier: CodedConcept
+    value: str
+    sub_id: str = ""
+    units: CodedConcept | None = None
+    abnormal: bool = False
+
+
+def _add_obx(order: Group, set_id: int, row: _Row, status: str) -> None:
+    obx = order.add_group("ORU_R01_OBSERVATION").add_segment("OBX")
+    obx.obx_1 = str(set_id)
+    obx.obx_2 = row.value_type
+    obx.obx_3 = _ce(row.identifier)
+    if row.sub_id:
+        obx.obx_4 = escape(row.sub_id)
+    obx.obx_5 = row.value
+    if row.units is not None:
+        obx.obx_6 = _ce(row.units)
+    if row.abnormal:
+        obx.obx_8 = "A"
+    obx.obx_11 = status
+
+
+def _rows(
+    study_uid: str, findings: Sequence[LevelFinding], measurements: Sequence[LevelMeasurement]
+) -> list[_Row]:
+    rows = [_Row("ST", codes.STUDY_INSTANCE_UID, study_uid)]
+    for level in ordered_levels([f.level for f in findings] + [m.level for m in measurements]):
+        for f in (f for f in findings if f.level == level):
+            value = codes.PRESENT if f.present else codes.ABSENT
+            rows.append(
+                _Row(
+                    "CWE",
+                    codes.ABNORMALITY_CODES[f.abnormality],
+                    _ce(value),
+                    level,
+                    abnormal=f.present,
+                )
+            )
+            rows.append(
+                _Row(
+                    "NM",
+                    codes.ABNORMALITY_PROBABILITY_CODES[f.abnormality],
+                    _number(f.probability),
+                    level,
+                    codes.NO_UNITS,
+                )
+            )
+        for m in (m for m in measurements if m.level == level):
+            name, unit = codes.MEASUREMENT_CODES[m.name]
+            rows.append(_Row("NM", name, _number(m.value), level, unit))
+    rows.append(_Row("TX", codes.IMPRESSION, escape(impression_text(findings))))
+    return rows
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _add_pid(patient: Group, header: Dataset) -> None:
+    pid = patient.add_segment("PID")
+    pid.pid_1 = "1"
+    issuer = escape(str(header.get("IssuerOfPatientID", "")))
+    pid.pid_3 = f"{escape(str(header.PatientID))}^^^{issuer}".rstrip("^")
+    pid.pid_5 = _xpn(header.get("PatientName"))
+    if header.get("PatientBirthDate"):
+        pid.pid_7 = str(header.PatientBirthDate)
+    pid.pid_8 = _sex(header.get("PatientSex"))
+
+
+def _add_order(order: Group, header: Dataset, placer: str, context: ResultContext) -> None:
+    accession = escape(str(header.get("AccessionNumber", "")))
+    orc = order.add_segment("ORC")
+    orc.orc_1 = "RE"
+    obr = order.add_segment("OBR")
+    obr.obr_1 = "1"
+    if placer:
+        orc.orc_2 = obr.obr_2 = escape(placer)
+    if accession:
+        orc.orc_3 = obr.obr_3 = obr.obr_18 = accession
+    obr.obr_4 = _ce(codes.AI_SPINE_ANALYSIS)
+    study_datetime = f"{header.get('StudyDate', '')}{header.get('StudyTime', '')}".split(".")[0]
+    if study_datetime:
+        obr.obr_7 = study_datetime
+    obr.obr_22 = context.created.strftime("%Y%m%d%H%M%S")
+    obr.obr_24 = "RAD"
+    obr.obr_25 = context.status.hl7_code
+
+
+def build_oru(
+    source_study_header: Dataset,
+    findings: Sequence[LevelFinding],
+    measurements: Sequence[LevelMeasurement],
+    *,
+    context: ResultContext,
+    sending_application: str = "PACS_NODE",
+    sending_facility: str = "",
+    receiving_application: str = "",
+    receiving_facility: str = "",
+    placer_order_number: str = "",
+    processing_id: str = "P",
+) -> Message:
+    """Build the ORU^R01 of a job.
+
+    Args:
+        source_study_header: One instance of the analysed study: patient (PID), accession number
+            and Study Instance UID come from it.
+        findings: Abnormality scores per disc level.
+        measurements: Measurements per disc level.
+        context: The job; its status gives OBR-25/OBX-11 (``P``, ``F`` or ``C``) and, with the job
+            key, the message control ID.
+        sending_application: MSH-3.
+        sending_facility: MSH-4.
+        receiving_application: MSH-5.
+        receiving_facility: MSH-6.
+        placer_order_number: ORC-2/OBR-2 when the order is known.
+        processing_id: MSH-11 (``P`` production, ``T`` training, ``D`` debugging).
+
+    Returns:
+        The message, valid under hl7apy's strict validation; ``.to_er7()`` encodes it.
+
+    Raises:
+        ValueError: if the study header lacks a Patient ID or Study Instance UID, or there is
+            nothing to report.
+        hl7apy.exceptions.ValidationError: if the message does not validate (a bug).
+    """
+    for keyword in ("PatientID", "StudyInstanceUID"):
+        if not source_study_header.get(keyword):
+            raise ValueError(f"source study header lacks {keyword}")
+    if not findings and not measurements:
+        raise ValueError("nothing to report: no findings and no measurements")
+    status = context.status.hl7_code
+    message = Message("ORU_R01", version="2.5", validation_level=VALIDATION_LEVEL.STRICT)
+    msh = message.msh
+    msh.msh_3 = escape(sending_application)
+    msh.msh_4 = escape(sending_facility)
+    msh.msh_5 = escape(receiving_application)
+    msh.msh_6 = escape(receiving_facility)
+    msh.msh_7 = context.created.strftime("%Y%m%d%H%M%S")
+    msh.msh_9 = "ORU^R01^ORU_R01"
+    msh.msh_10 = derive_control_id(context.job_key, f"oru/{context.status.value}")
+    msh.msh_11 = processing_id
+    msh.msh_12 = "2.5"
+    result = message.add_group("ORU_R01_PATIENT_RESULT")
+    _add_pid(result.add_group("ORU_R01_PATIENT"), source_study_header)
+    order = result.add_group("ORU_R01_ORDER_OBSERVATION")
+    _add_order(order, source_study_header, placer_order_number, context)
+    rows = _rows(str(source_study_header.StudyInstanceUID), findings, measurements)
+    for set_id, row in enumerate(rows, start=1):
+        _add_obx(order, set_id, row, status)
+    message.validate()
+    return message

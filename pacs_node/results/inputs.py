@@ -1,0 +1,153 @@
+"""Plain inputs of the result builders.
+
+The worker pipeline maps the model's output onto these types; nothing here knows about the model.
+Level names are disc names from the label scheme (``"L4/L5"``); abnormality keys are
+``disc_bulge``, ``disc_protrusion``, ``disc_extrusion``, ``schmorl_node`` and
+``vertebral_degeneration``. Each type checks its values on construction and raises
+``ValueError`` for anything a builder could not encode.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pacs_node.results.codes import (
+    ABNORMALITY_CODES,
+    DISC_CODES,
+    MEASUREMENT_CODES,
+    STRUCTURE_CODES,
+)
+from pacs_node.results.identity import DEFAULT_UID_PREFIX
+
+AI_LABEL = "AI generated - not for clinical use"
+"""Written into every result until the node is cleared for clinical use."""
+
+
+class ResultStatus(StrEnum):
+    """Status of a result: drives the SR Preliminary Flag and HL7 OBR-25/OBX-11."""
+
+    PRELIMINARY = "preliminary"
+    FINAL = "final"
+    CORRECTED = "corrected"
+
+    @property
+    def hl7_code(self) -> str:
+        """HL7 table 0085/0123 code: ``P``, ``F`` or ``C``."""
+        return {"preliminary": "P", "final": "F", "corrected": "C"}[self.value]
+
+
+class SegmentationType(StrEnum):
+    """Encoding of a DICOM SEG: one bit plane per segment, or one label map (Sup 243)."""
+
+    BINARY = "binary"
+    LABELMAP = "labelmap"
+
+
+class KeyImageMode(StrEnum):
+    """Which slices become key images for a destination whose viewer cannot show SEG."""
+
+    MIDLINE = "midline"
+    """One image: the slice that holds most of the segmented spine."""
+    PER_LEVEL = "per_level"
+    """One image per disc level found: the slice that holds most of that disc."""
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """Identity of the model that produced the results (written into SEG and SR)."""
+
+    name: str
+    version: str
+    checkpoint_sha256: str
+    config_hash: str
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.version:
+            raise ValueError("algorithm name and version must not be empty")
+
+    def parameters(self) -> dict[str, str]:
+        """Algorithm parameters for the Algorithm Identification Sequence."""
+        return {"checkpoint_sha256": self.checkpoint_sha256, "config_hash": self.config_hash}
+
+
+@dataclass(frozen=True)
+class LevelFinding:
+    """One abnormality scored at one disc level."""
+
+    level: str
+    abnormality: str
+    probability: float
+    present: bool
+
+    def __post_init__(self) -> None:
+        if self.level not in DISC_CODES:
+            raise ValueError(f"unknown disc level {self.level!r}")
+        if self.abnormality not in ABNORMALITY_CODES:
+            raise ValueError(f"unknown abnormality {self.abnormality!r}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"probability {self.probability} is outside [0, 1]")
+
+
+@dataclass(frozen=True)
+class LevelMeasurement:
+    """One measurement at one disc level.
+
+    ``structure`` is what was measured (defaults to the level's disc), e.g. ``"canal"`` for
+    ``canal_diameter``. ``unit`` must be the UCUM unit :data:`MEASUREMENT_CODES` lists for ``name``.
+    """
+
+    level: str
+    name: str
+    value: float
+    unit: str
+    structure: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.level not in DISC_CODES:
+            raise ValueError(f"unknown disc level {self.level!r}")
+        if self.name not in MEASUREMENT_CODES:
+            raise ValueError(f"unknown measurement {self.name!r}")
+        expected = MEASUREMENT_CODES[self.name][1].value
+        if self.unit != expected:
+            raise ValueError(f"{self.name} must be in {expected!r}, not {self.unit!r}")
+        if not math.isfinite(self.value):
+            raise ValueError(f"{self.name} at {self.level} is not finite")
+        if self.structure is not None and self.structure not in STRUCTURE_CODES:
+            raise ValueError(f"unknown structure {self.structure!r}")
+
+    @property
+    def site(self) -> str:
+        """The structure measured."""
+        return self.structure or self.level
+
+
+@dataclass(frozen=True)
+class ResultContext:
+    """What every builder needs to know about the job, besides the model output.
+
+    ``created`` is stamped into every content and instance creation date/time, so rebuilding the
+    results of a job (a retry or a replay) yields identical objects. Series numbers are the ones the
+    node's output series get in the study.
+    """
+
+    job_key: str
+    created: datetime.datetime
+    software_version: str
+    status: ResultStatus = ResultStatus.PRELIMINARY
+    manufacturer: str = "pacs-node"
+    model_name: str = "pacs-node lumbar spine AI"
+    device_serial_number: str = "pacs-node"
+    institution_name: str | None = None
+    uid_prefix: str = DEFAULT_UID_PREFIX
+    seg_series_number: int = 900
+    sr_series_number: int = 901
+    key_image_series_number: int = 902
+
+    def __post_init__(self) -> None:
+        if not self.job_key:
+            raise ValueError("job_key must not be empty")
+        if min(self.seg_series_number, self.sr_series_number, self.key_image_series_number) < 1:
+            raise ValueError("series numbers must be positive")

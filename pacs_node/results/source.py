@@ -1,0 +1,96 @@
+"""Checks and orders a source series and the label map the model produced for it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from pydicom import Dataset
+
+_REQUIRED = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+)
+
+
+def _slice_normal(image: Dataset) -> np.ndarray:
+    """Unit normal of an image plane (row direction x column direction)."""
+    orientation = np.asarray(image.ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    return normal / np.linalg.norm(normal)
+
+
+def ordered_series(
+    source_images: Sequence[Dataset], label_map: np.ndarray
+) -> tuple[list[Dataset], np.ndarray]:
+    """Validate a single-frame series with its label map and sort both along the slice normal.
+
+    Args:
+        source_images: The series' instances (headers suffice), in any order.
+        label_map: Integer array (slices, rows, cols); ``label_map[i]`` belongs to
+            ``source_images[i]``.
+
+    Returns:
+        The images and the label map, reordered together by position along the slice normal, so
+        the result does not depend on the order the instances arrived in.
+
+    Raises:
+        ValueError: if the series is empty, mixes series, frames of reference or orientations,
+            lacks geometry, or the label map does not match it in shape or type.
+    """
+    if len(source_images) == 0:
+        raise ValueError("source_images is empty")
+    for image in source_images:
+        missing = [k for k in _REQUIRED if k not in image]
+        if missing:
+            raise ValueError(f"source image lacks {', '.join(missing)}")
+    first = source_images[0]
+    for keyword in ("SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns"):
+        if len({str(image[keyword].value) for image in source_images}) != 1:
+            raise ValueError(f"source images differ in {keyword}")
+    normal = _slice_normal(first)
+    for image in source_images[1:]:
+        if abs(float(np.dot(_slice_normal(image), normal))) < 0.999:
+            raise ValueError("source images are not parallel slices")
+    if label_map.ndim != 3 or label_map.shape != (len(source_images), first.Rows, first.Columns):
+        raise ValueError(
+            f"label_map shape {label_map.shape} does not match "
+            f"{len(source_images)} slices of {first.Rows}x{first.Columns}"
+        )
+    if not np.issubdtype(label_map.dtype, np.integer):
+        raise ValueError(f"label_map must be an integer array, not {label_map.dtype}")
+    positions = [
+        float(np.dot(normal, np.asarray(i.ImagePositionPatient, float))) for i in source_images
+    ]
+    order = sorted(
+        range(len(source_images)), key=lambda i: (positions[i], source_images[i].SOPInstanceUID)
+    )
+    return [source_images[i] for i in order], label_map[order]
+
+
+def present_structures(
+    label_map: np.ndarray, structure_values: Mapping[str, int]
+) -> list[tuple[str, int]]:
+    """Return the ``(name, value)`` pairs that have at least one voxel, ordered by value.
+
+    Raises:
+        ValueError: if two names share a value or a value is not positive.
+    """
+    values = list(structure_values.values())
+    if len(set(values)) != len(values):
+        raise ValueError("structure_values maps two names to one value")
+    if any(v <= 0 for v in values):
+        raise ValueError("structure values must be positive (0 is background)")
+    found = set(np.unique(label_map).tolist())
+    return sorted(
+        ((name, value) for name, value in structure_values.items() if value in found),
+        key=lambda item: item[1],
+    )

@@ -1,0 +1,124 @@
+"""ORU^R01 builder: strict hl7apy round trip, linking, status, deterministic MSH-10."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
+from pydicom import Dataset
+
+from pacs_node.results import codes
+from pacs_node.results.hl7 import build_oru, escape
+from pacs_node.results.identity import derive_control_id
+from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext, ResultStatus
+
+
+@pytest.fixture
+def findings() -> list[LevelFinding]:
+    """Two levels, a protrusion at L4/L5."""
+    return [
+        LevelFinding(level, key, 0.875 if present else 0.125, present)
+        for level in ("L5/S1", "L4/L5")
+        for key in codes.ABNORMALITY_CODES
+        for present in [(level, key) == ("L4/L5", "disc_protrusion")]
+    ]
+
+
+@pytest.fixture
+def header(t2_series) -> Dataset:
+    """One instance of the analysed study."""
+    return t2_series.images[0]
+
+
+def _parse(er7: str):  # type: ignore[no-untyped-def]
+    message = parse_message(er7, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    message.validate()
+    return message
+
+
+def _obx_rows(er7: str) -> list[list[str]]:
+    return [seg.split("|") for seg in er7.split("\r") if seg.startswith("OBX")]
+
+
+def test_strict_round_trip_and_linking(header, findings, context) -> None:
+    measurements = [LevelMeasurement("L4/L5", "disc_height", 8.5, "mm")]
+    er7 = build_oru(
+        header,
+        findings,
+        measurements,
+        context=context,
+        receiving_application="RIS",
+        placer_order_number="PO-7",
+    ).to_er7()
+    parsed = _parse(er7)
+    assert parsed.msh.msh_9.to_er7() == "ORU^R01^ORU_R01"
+    assert parsed.msh.msh_12.to_er7() == "2.5"
+    assert parsed.msh.msh_10.to_er7() == derive_control_id(context.job_key, "oru/preliminary")
+    assert parsed.msh.msh_7.to_er7() == "20260301103015"
+    result = parsed.oru_r01_patient_result
+    pid = result.oru_r01_patient.pid
+    assert pid.pid_3.to_er7() == "PAT-001^^^HOSP"
+    assert pid.pid_5.to_er7() == "Doe^Jane"
+    assert (pid.pid_7.to_er7(), pid.pid_8.to_er7()) == ("19700101", "F")
+    order = result.oru_r01_order_observation
+    assert order.orc.orc_1.to_er7() == "RE"
+    assert order.obr.obr_2.to_er7() == "PO-7"
+    assert order.obr.obr_3.to_er7() == order.obr.obr_18.to_er7() == "ACC-42"
+    assert order.obr.obr_25.to_er7() == "P"
+    rows = _obx_rows(er7)
+    assert rows[0][3].startswith("110180^") and rows[0][5] == header.StudyInstanceUID
+    # 2 levels x 5 abnormalities x (finding + probability) + 1 measurement + study UID + impression
+    assert len(rows) == 2 * 5 * 2 + 1 + 2
+    assert [int(r[1]) for r in rows] == list(range(1, len(rows) + 1))
+    assert {r[11] for r in rows} == {"P"}
+    present = [r for r in rows if r[2] == "CWE" and r[5].startswith(codes.PRESENT.value)]
+    assert len(present) == 1 and present[0][4] == "L4/L5" and present[0][8] == "A"
+    assert present[0][3].startswith(codes.ABNORMALITY_CODES["disc_protrusion"].value)
+    height = next(r for r in rows if r[3].startswith("121207^"))
+    assert (height[4], height[5], height[6]) == ("L4/L5", "8.5", "mm^mm^UCUM")
+    assert rows[-1][2] == "TX" and "L4/L5: intervertebral disc protrusion" in rows[-1][5]
+    # Cranio-caudal order: L4/L5 rows come before L5/S1 rows.
+    levels = [r[4] for r in rows if r[4]]
+    assert levels.index("L5/S1") > max(i for i, v in enumerate(levels) if v == "L4/L5")
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(ResultStatus.PRELIMINARY, "P"), (ResultStatus.FINAL, "F"), (ResultStatus.CORRECTED, "C")],
+)
+def test_status_and_deterministic_control_id(header, findings, context, status, code) -> None:
+    ctx = ResultContext(
+        job_key=context.job_key, created=context.created, software_version="0.1.0", status=status
+    )
+    er7 = build_oru(header, findings, [], context=ctx).to_er7()
+    assert er7 == build_oru(header, findings, [], context=ctx).to_er7()
+    parsed = _parse(er7)
+    assert parsed.oru_r01_patient_result.oru_r01_order_observation.obr.obr_25.to_er7() == code
+    assert {r[11] for r in _obx_rows(er7)} == {code}
+    control = parsed.msh.msh_10.to_er7()
+    assert len(control) <= 20
+    assert control == derive_control_id(context.job_key, f"oru/{status.value}")
+
+
+def test_delimiters_in_source_fields_are_escaped(header, findings, context) -> None:
+    odd = copy.deepcopy(header)
+    odd.AccessionNumber = "A|B&C"
+    odd.PatientName = "O~Brien^Ann"
+    er7 = build_oru(odd, findings, [], context=context).to_er7()
+    parsed = _parse(er7)
+    assert parsed.oru_r01_patient_result.oru_r01_order_observation.obr.obr_3.to_er7() == (
+        "A\\F\\B\\T\\C"
+    )
+    assert parsed.oru_r01_patient_result.oru_r01_patient.pid.pid_5.to_er7() == "O\\R\\Brien^Ann"
+    assert escape("a\\b\nc") == "a\\E\\b c"
+
+
+def test_missing_linking_or_content_is_rejected(header, findings, context) -> None:
+    no_patient = copy.deepcopy(header)
+    del no_patient.PatientID
+    with pytest.raises(ValueError, match="PatientID"):
+        build_oru(no_patient, findings, [], context=context)
+    with pytest.raises(ValueError, match="nothing to report"):
+        build_oru(header, [], [], context=context)

@@ -1,0 +1,338 @@
+"""TID 1500 SR builder: round trip with highdicom, dciodvfy, dsrdump, edge cases."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import highdicom as hd
+import pytest
+from pydicom import Dataset
+
+from pacs_node.results import codes
+from pacs_node.results.inputs import (
+    AI_LABEL,
+    LevelFinding,
+    LevelMeasurement,
+    ResultContext,
+    ResultStatus,
+)
+from pacs_node.results.seg import build_seg
+from pacs_node.results.sr import build_not_analysed_sr, build_sr
+
+RoundTrip = Callable[[Dataset], Dataset]
+ABNORMALITIES = tuple(codes.ABNORMALITY_CODES)
+
+
+def _findings(levels: tuple[str, ...], positive: tuple[str, str]) -> list[LevelFinding]:
+    return [
+        LevelFinding(
+            level, key, 0.91 if (level, key) == positive else 0.05, (level, key) == positive
+        )
+        for level in levels
+        for key in ABNORMALITIES
+    ]
+
+
+@pytest.fixture
+def findings() -> list[LevelFinding]:
+    """L4/L5 protrusion; everything else absent. T9/T10 has no segment in the phantom."""
+    return _findings(("L5/S1", "T9/T10", "L4/L5"), ("L4/L5", "disc_protrusion"))
+
+
+@pytest.fixture
+def measurements() -> list[LevelMeasurement]:
+    """Disc heights and a canal diameter."""
+    return [
+        LevelMeasurement("L4/L5", "disc_height", 8.5, "mm"),
+        LevelMeasurement("L5/S1", "disc_height", 7.25, "mm"),
+        LevelMeasurement("L4/L5", "canal_diameter", 12.0, "mm", structure="canal"),
+    ]
+
+
+@pytest.fixture
+def seg(t2_series, structure_values, algorithm, context) -> hd.seg.Segmentation:
+    """The SEG the SR references."""
+    return build_seg(
+        t2_series.images,
+        t2_series.label_map,
+        structure_values,
+        algorithm=algorithm,
+        context=context,
+    )
+
+
+def _report(sr: Dataset) -> tuple[Dataset, hd.sr.MeasurementReport]:
+    """Encode, then read back with highdicom's SR reader."""
+    buffer = io.BytesIO()
+    sr.save_as(buffer, enforce_file_format=True)
+    buffer.seek(0)
+    document = hd.sr.srread(buffer)
+    assert isinstance(document, hd.sr.Comprehensive3DSR)
+    assert isinstance(document.content, hd.sr.MeasurementReport)
+    return document, document.content
+
+
+def test_round_trip_groups_findings_and_segment_references(
+    t2_series, findings, measurements, seg, algorithm, context
+) -> None:
+    sr = build_sr(
+        t2_series.images,
+        findings,
+        measurements,
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+    )
+    read, report = _report(sr)
+    volumetric = report.get_volumetric_roi_measurement_groups()
+    plain = report.get_image_measurement_groups()
+    # Cranio-caudal order; T9/T10 has no segment, so its group is TID 1501.
+    assert [g.tracking_identifier for g in volumetric] == ["L4/L5", "L5/S1"]
+    assert [g.tracking_identifier for g in plain] == ["T9/T10"]
+    segment_numbers = {s.SegmentLabel: s.SegmentNumber for s in seg.SegmentSequence}
+    for group in volumetric:
+        level = group.tracking_identifier
+        assert group.finding_type == codes.DISC_CODES[level]
+        assert group.finding_sites[0].value == codes.DISC_CODES[level]
+        assert (
+            group.tracking_uid == seg.get_segment_description(segment_numbers[level]).tracking_uid
+        )
+        ref = group.referenced_segment[0].ReferencedSOPSequence[0]
+        assert ref.ReferencedSOPInstanceUID == seg.SOPInstanceUID
+        assert ref.ReferencedSegmentNumber == segment_numbers[level]
+        evaluations = {(e.name.value, e.value.value) for e in group.get_qualitative_evaluations()}
+        for key, code in codes.ABNORMALITY_CODES.items():
+            present = (level, key) == ("L4/L5", "disc_protrusion")
+            assert (code.value, (codes.PRESENT if present else codes.ABSENT).value) in evaluations
+        values = {m.name.value: m.value for m in group.get_measurements()}
+        probability = values[codes.ABNORMALITY_PROBABILITY_CODES["disc_protrusion"].value]
+        assert probability == pytest.approx(0.91 if level == "L4/L5" else 0.05)
+    l4l5 = {m.name.value: m for m in volumetric[0].get_measurements()}
+    assert l4l5["121207"].value == pytest.approx(8.5)
+    assert l4l5["121207"].unit == codes.MILLIMETER
+    assert l4l5["81827009"].finding_sites[0].value == codes.CANAL
+    # Evidence: the source series and the SEG, in the same study.
+    evidence = {
+        item.ReferencedSOPInstanceUID
+        for study in read.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
+    assert evidence == {i.SOPInstanceUID for i in t2_series.images} | {seg.SOPInstanceUID}
+
+
+def _text_items(sr: Dataset) -> dict[str, str]:
+    root = sr.ContentSequence
+    container = next(i for i in root if i.ConceptNameCodeSequence[0].CodeValue == "C0034375")
+    return {
+        i.ConceptNameCodeSequence[0].CodeMeaning: (
+            i.TextValue if i.ValueType == "TEXT" else i.ConceptCodeSequence[0].CodeValue
+        )
+        for i in container.ContentSequence
+    }
+
+
+def test_impression_summarises_findings(
+    t2_series, findings, measurements, seg, algorithm, context
+) -> None:
+    sr = build_sr(
+        t2_series.images,
+        findings,
+        measurements,
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+    )
+    items = _text_items(sr)
+    assert items["Impression"] == codes.IMAGING_RESULT_ABNORMAL.value
+    assert items["Summary"].startswith("L4/L5: intervertebral disc protrusion (p=0.91).")
+    assert AI_LABEL in items["Summary"]
+    normal = build_sr(
+        t2_series.images, _findings(("L4/L5",), ("", "")), [], algorithm=algorithm, context=context
+    )
+    assert _text_items(normal)["Impression"] == codes.IMAGING_RESULT_NORMAL.value
+    assert "No abnormality detected at the 1 level" in _text_items(normal)["Summary"]
+
+
+@pytest.mark.parametrize(
+    ("status", "flag"),
+    [
+        (ResultStatus.PRELIMINARY, "PRELIMINARY"),
+        (ResultStatus.FINAL, "FINAL"),
+        (ResultStatus.CORRECTED, "FINAL"),
+    ],
+)
+def test_status_sets_preliminary_flag_and_identity(
+    t2_series, findings, algorithm, context, status: ResultStatus, flag: str
+) -> None:
+    ctx = ResultContext(
+        job_key=context.job_key, created=context.created, software_version="0.1.0", status=status
+    )
+    sr = build_sr(t2_series.images, findings, [], algorithm=algorithm, context=ctx)
+    assert sr.PreliminaryFlag == flag
+    assert sr.CompletionFlag == "COMPLETE"
+    again = build_sr(t2_series.images, findings, [], algorithm=algorithm, context=ctx)
+    assert again.SOPInstanceUID == sr.SOPInstanceUID
+    other = build_sr(t2_series.images, findings, [], algorithm=algorithm, context=context)
+    assert (other.SOPInstanceUID == sr.SOPInstanceUID) == (status is context.status)
+    assert other.SeriesInstanceUID == sr.SeriesInstanceUID
+
+
+def test_corrected_report_lists_its_predecessor(t2_series, findings, algorithm, context) -> None:
+    first = build_sr(t2_series.images, findings, [], algorithm=algorithm, context=context)
+    corrected_ctx = ResultContext(
+        job_key=context.job_key,
+        created=context.created,
+        software_version="0.1.0",
+        status=ResultStatus.CORRECTED,
+    )
+    corrected = build_sr(
+        t2_series.images,
+        findings,
+        [],
+        algorithm=algorithm,
+        context=corrected_ctx,
+        previous_versions=[first],
+    )
+    predecessor = corrected.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
+
+
+def test_rebuild_is_byte_identical(
+    t2_series, findings, measurements, seg, algorithm, context, tmp_path: Path
+) -> None:
+    paths = []
+    for name in ("a.dcm", "b.dcm"):
+        paths.append(tmp_path / name)
+        build_sr(
+            t2_series.images,
+            findings,
+            measurements,
+            algorithm=algorithm,
+            context=context,
+            segmentation=seg,
+        ).save_as(paths[-1], enforce_file_format=True)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_patient_and_study_carry_over_and_nothing_else_leaks(
+    t2_series, findings, algorithm, context, roundtrip: RoundTrip
+) -> None:
+    sr = roundtrip(build_sr(t2_series.images, findings, [], algorithm=algorithm, context=context))
+    source = t2_series.images[0]
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyID",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+    ):
+        assert sr[keyword].value == source[keyword].value, keyword
+    assert "ImageComments" not in sr and "OperatorsName" not in sr and 0x00091010 not in sr
+    assert AI_LABEL in sr.SeriesDescription
+    schemes = {item.CodingSchemeDesignator for item in sr.CodingSchemeIdentificationSequence}
+    assert codes.LOCAL_SCHEME in schemes
+
+
+def _dsrdump(path: Path) -> str:
+    if shutil.which("dsrdump") is None:
+        pytest.skip("dsrdump (DCMTK) is not installed")
+    run = subprocess.run(["dsrdump", str(path)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_sr_passes_dciodvfy_and_dsrdump(
+    t2_series, findings, measurements, seg, algorithm, context, tmp_path: Path, dciodvfy
+) -> None:
+    path = tmp_path / "sr.dcm"
+    build_sr(
+        t2_series.images,
+        findings,
+        measurements,
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+    ).save_as(path, enforce_file_format=True)
+    assert dciodvfy(path) == []
+    dump = _dsrdump(path)
+    assert "Imaging Measurement Report" in dump
+    assert '"Intervertebral disc protrusion")=(52101004,SCT,"Present")' in dump
+
+
+def test_not_analysed_report(
+    t2_series, context, roundtrip: RoundTrip, tmp_path: Path, dciodvfy
+) -> None:
+    reason = "no sagittal T2 series in the study"
+    sr = build_not_analysed_sr(t2_series.images[0], reason, context=context)
+    items = _text_items(roundtrip(sr))
+    assert items["Reason not analysed"] == reason
+    assert items["Summary"].startswith(f"Not analysed: {reason}.")
+    report = hd.sr.MeasurementReport.from_sequence([sr])
+    (group,) = report.get_image_measurement_groups()
+    evaluation = group.get_qualitative_evaluations()[0]
+    assert (evaluation.name, evaluation.value) == (codes.ANALYSIS_STATUS, codes.NOT_ANALYSED)
+    assert sr.PatientID == t2_series.images[0].PatientID
+    path = tmp_path / "na.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy(path) == []
+    assert "Not analysed" in _dsrdump(path)
+
+
+def test_invalid_inputs_are_rejected(t2_series, findings, algorithm, context) -> None:
+    with pytest.raises(ValueError, match="nothing to report"):
+        build_sr(t2_series.images, [], [], algorithm=algorithm, context=context)
+    with pytest.raises(ValueError, match="more than once"):
+        build_sr(
+            t2_series.images, [*findings, findings[0]], [], algorithm=algorithm, context=context
+        )
+    with pytest.raises(ValueError):
+        build_sr([], findings, [], algorithm=algorithm, context=context)
+    with pytest.raises(ValueError):
+        build_not_analysed_sr(t2_series.images[0], "  ", context=context)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LevelFinding("L6/S1", "disc_bulge", 0.5, True),
+        lambda: LevelFinding("L4/L5", "stenosis", 0.5, True),
+        lambda: LevelFinding("L4/L5", "disc_bulge", 1.5, True),
+        lambda: LevelMeasurement("L4/L5", "disc_height", 8.0, "cm"),
+        lambda: LevelMeasurement("L4/L5", "disc_height", float("nan"), "mm"),
+        lambda: LevelMeasurement("L4/L5", "weight", 8.0, "mm"),
+    ],
+)
+def test_inputs_validate_on_construction(make: Callable[[], object]) -> None:
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_evidence_spans_every_analysed_series(
+    t1_series, t2_series, findings, seg, algorithm, context
+) -> None:
+    sr = build_sr(
+        [*t1_series.images, *t2_series.images],
+        findings,
+        [],
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+    )
+    (study,) = sr.CurrentRequestedProcedureEvidenceSequence
+    assert study.StudyInstanceUID == t2_series.images[0].StudyInstanceUID
+    series = {
+        s.SeriesInstanceUID: len(s.ReferencedSOPSequence) for s in study.ReferencedSeriesSequence
+    }
+    assert series == {
+        t1_series.images[0].SeriesInstanceUID: len(t1_series.images),
+        t2_series.images[0].SeriesInstanceUID: len(t2_series.images),
+        seg.SeriesInstanceUID: 1,
+    }
