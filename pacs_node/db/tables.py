@@ -119,6 +119,7 @@ class Job(Base):
     model_name: Mapped[str | None] = mapped_column(String(64))
     config_hash: Mapped[str | None] = mapped_column(String(64))
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer, comment="per-job time limit")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -143,3 +144,78 @@ class JobEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     job: Mapped[Job] = relationship(back_populates="events", foreign_keys=[job_id])
+
+
+class Result(Base):
+    """An output object of a job (SEG, SR, key image, HL7 message), with its fixed identity.
+
+    Identities are derived from the job and stored before the first send, so every retry sends
+    the same object and the PACS or RIS can de-duplicate.
+    """
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), comment="seg, sr, key_image or oru")
+    sop_class_uid: Mapped[str | None] = mapped_column(UID)
+    series_instance_uid: Mapped[str | None] = mapped_column(UID)
+    sop_instance_uid: Mapped[str | None] = mapped_column(UID, unique=True)
+    control_id: Mapped[str | None] = mapped_column(String(20), comment="HL7 MSH-10")
+    path: Mapped[str] = mapped_column(Text, comment="encoded object, relative to the spool root")
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Delivery(Base):
+    """One result to one destination: a DICOM peer (C-STORE) or the HL7 receiver (MLLP)."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(8), comment="dicom or hl7")
+    destination: Mapped[str] = mapped_column(String(128), comment="AE@host:port or host:port")
+    state: Mapped[str] = mapped_column(
+        String(16), index=True, comment="pending, sent, dead (after the attempt limit)"
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[str | None] = mapped_column(
+        String(32), comment="DIMSE status (hex) or HL7 MSA-1 code of the last attempt"
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("result_id", "destination"),)
+
+
+class ApiToken(Base):
+    """An admin API token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), comment="viewer or admin")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditLog(Base):
+    """Append-only record of admin actions: who, what, when, from where."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64), comment="token name, or 'cli:<user>'")
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(128), comment="e.g. job:42")
+    remote_address: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
