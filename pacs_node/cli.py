@@ -27,6 +27,7 @@ ML_COMMANDS = {
     "phantom": ("worker.commands.phantom", "write synthetic lumbar spine MRI studies"),
     "train": ("worker.commands.train", "train a model from a config file"),
     "evaluate": ("worker.commands.evaluate", "evaluate a checkpoint on held-out data"),
+    "worker": ("worker.commands.worker", "run a Celery worker (--queues gpu,io)"),
 }
 
 
