@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from pacs_node import admin_cli
 from pacs_node.config import Settings, load_settings
 from pacs_node.errors import NodeError
 from pacs_node.logs import configure_logging
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade", "check"])
     force = commands.add_parser("force-complete", help="complete a study now")
     force.add_argument("study_instance_uid")
+    admin_cli.add_parsers(commands)
     for name, (_, help_text) in ML_COMMANDS.items():
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "force-complete":
             return _force_complete(settings, args.study_instance_uid)
+        if args.command in admin_cli.COMMANDS:
+            return admin_cli.run(args, settings)
     except (NodeError, OSError) as exc:
         print(f"pacs-node: error: {exc}", file=sys.stderr)
         return 2

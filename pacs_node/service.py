@@ -1,18 +1,30 @@
-"""The edge service: SCP plus study assembly, wired from settings (``pacs-node serve``)."""
+"""The edge service: SCP, study assembly, reconciler and admin API (``pacs-node serve``).
+
+In embedded mode (``broker_url == "embedded"``) the worker runs in this process: its module is
+loaded by name (``worker.embedded``), so the node never imports the ML stack otherwise.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import Engine
 
+from pacs_node.api.app import create_app
+from pacs_node.api.server import ApiServer
 from pacs_node.assembly import StudyAssembler
 from pacs_node.config import Settings
+from pacs_node.db.leases import JobPolicy
 from pacs_node.db.ledger import InstanceLedger
 from pacs_node.db.session import make_engine, make_session_factory
-from pacs_node.queue import CeleryJobQueue, JobQueue
+from pacs_node.queue import CeleryJobQueue, WorkQueue
+from pacs_node.reconciler import Reconciler
 from pacs_node.scp.server import RunningSCP, start_scp
 from pacs_node.selection import load_rules
 from pacs_node.spool import Spool
@@ -22,72 +34,137 @@ LOG = logging.getLogger(__name__)
 ASSEMBLY_INTERVAL_SECONDS = 1.0
 
 
-class PendingJobQueue:
-    """Embedded mode without a broker: jobs stay ``queued`` in the database for a worker."""
+EMBEDDED_WORKER_MODULE = "worker.embedded"
+
+
+class ServiceQueue(WorkQueue, Protocol):
+    """The work queue a running service owns and stops."""
+
+    def stop(self) -> None:
+        """Release the queue (stop worker threads, close broker connections)."""
+
+
+class DeferredQueue:
+    """Embedded mode, outside ``serve`` (CLI commands): the serving process's reconciler sends
+    queued work to its in-process worker, so there is nothing to wake here."""
 
     def enqueue(self, job_id: int) -> None:
-        """Nothing to wake: the in-process worker polls the database."""
-        LOG.info("job %d queued", job_id)
+        """Leave the job queued in the database."""
+        LOG.info("job %d queued; the serving process picks it up", job_id)
+
+    def enqueue_delivery(self, job_id: int) -> None:
+        """Leave the deliveries due in the database."""
+        LOG.info("job %d: delivery due; the serving process picks it up", job_id)
+
+    def stop(self) -> None:
+        """Nothing to release."""
 
 
-def make_queue(settings: Settings) -> JobQueue:
-    """The queue for the configured broker."""
+class _CeleryQueue(CeleryJobQueue):
+    def stop(self) -> None:
+        self.close()
+
+
+def make_queue(settings: Settings) -> ServiceQueue:
+    """A producer for commands that enqueue work (CLI, API): Celery, or deferred when embedded."""
     if settings.embedded:
-        return PendingJobQueue()
-    return CeleryJobQueue(settings.broker_url)
+        return DeferredQueue()
+    return _CeleryQueue(settings.broker_url)
+
+
+def start_worker_queue(settings: Settings, policy: JobPolicy) -> ServiceQueue:
+    """The queue ``serve`` uses: Celery, or the in-process worker threads when embedded.
+
+    Raises:
+        ImportError: in embedded mode, if the worker package (the ML stack) is not installed.
+    """
+    if not settings.embedded:
+        return _CeleryQueue(settings.broker_url)
+    module = importlib.import_module(EMBEDDED_WORKER_MODULE)
+    worker: ServiceQueue = module.start(settings, policy)
+    return worker
 
 
 @dataclass
 class EdgeService:
-    """A running SCP with its assembly loop; ``stop()`` shuts both down."""
+    """A running SCP with its assembly and reconciler loops, worker queue and admin API."""
 
     settings: Settings
     engine: Engine
     scp: RunningSCP
     assembler: StudyAssembler
+    api: ApiServer
+    queue: ServiceQueue
+    reconciler: Reconciler
     _stopping: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
-    def start(cls, settings: Settings, queue: JobQueue | None = None) -> EdgeService:
-        """Open the database, start the SCP and the assembly loop.
+    def start(
+        cls,
+        settings: Settings,
+        queue: ServiceQueue | None = None,
+        policy: JobPolicy | None = None,
+    ) -> EdgeService:
+        """Open the database, start the worker queue, the SCP, the loops and the admin API.
+
+        ``policy`` defaults to the job-control limits in ``PACS_NODE_*`` environment variables
+        (see :class:`~pacs_node.db.leases.JobPolicy`).
 
         Raises:
-            OSError: if the DICOM port cannot be bound.
-            ConfigError: if the selection rules cannot be loaded.
+            OSError: if the DICOM or the API port cannot be bound.
+            ConfigError: if the selection rules or job-control limits are invalid.
+            ImportError: in embedded mode, if the worker package is not installed.
             sqlalchemy.exc.OperationalError: if the database cannot be reached.
         """
+        policy = policy or JobPolicy.from_environ(os.environ)
         engine = make_engine(settings.database_url)
         with engine.connect():
             pass  # fail now, clearly, if the database is unreachable
         sessions = make_session_factory(engine)
         ledger = InstanceLedger(sessions)
         spool = Spool(settings.spool_dir, settings.min_free_bytes)
+        queue = queue or start_worker_queue(settings, policy)
         assembler = StudyAssembler(
             sessions,
             load_rules(settings.selection_rules),
-            queue or make_queue(settings),
+            queue,
             quiet_seconds=settings.quiet_seconds,
             release_grace_seconds=settings.release_grace_seconds,
         )
-        scp = start_scp(settings, spool, ledger)
-        service = cls(settings, engine, scp, assembler)
-        service._thread = threading.Thread(target=service._assemble, name="assembly", daemon=True)
-        service._thread.start()
+        reconciler = Reconciler(sessions, queue, policy)
+        app = create_app(settings, sessions, queue=queue, assembler=assembler)
+        api = ApiServer.start(app, settings.api_host, settings.api_port)
+        try:
+            scp = start_scp(settings, spool, ledger)
+        except Exception:
+            api.stop()
+            queue.stop()
+            raise
+        service = cls(settings, engine, scp, assembler, api, queue, reconciler)
+        service._every(ASSEMBLY_INTERVAL_SECONDS, assembler.tick, "assembly")
+        service._every(policy.reconcile_interval_seconds, reconciler.tick, "reconciler")
         LOG.info("listening as %s on %s:%d", settings.ae_title, settings.host, scp.port)
         return service
 
-    def _assemble(self) -> None:
-        while not self._stopping.wait(ASSEMBLY_INTERVAL_SECONDS):
-            try:
-                self.assembler.tick()
-            except Exception:
-                LOG.exception("assembly check failed; retrying")
+    def _every(self, seconds: float, action: Callable[[], object], name: str) -> None:
+        def loop() -> None:
+            while not self._stopping.wait(seconds):
+                try:
+                    action()
+                except Exception:
+                    LOG.exception("%s check failed; retrying", name)
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> None:
-        """Stop the assembly loop and the SCP, and release the database."""
+        """Stop the loops, the API, the SCP and the worker queue; release the database."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.api.stop()
         self.scp.stop()
+        self.queue.stop()
         self.engine.dispose()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 00:12:00.163755
+Create Date: 2026-11-23 00:15:02.061036
 """
 
 from __future__ import annotations
@@ -96,6 +96,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("studies", schema=None) as batch_op:
         batch_op.create_index(
+            batch_op.f("ix_studies_accession_number"), ["accession_number"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_studies_calling_ae"), ["calling_ae"], unique=False)
+        batch_op.create_index(batch_op.f("ix_studies_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(
             batch_op.f("ix_studies_status_last_received_at"),
             ["status", "last_received_at"],
             unique=False,
@@ -135,7 +140,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_jobs_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_jobs_created_at_id"), ["created_at", "id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_jobs_state"), ["state"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_jobs_state_created_at_id"), ["state", "created_at", "id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_jobs_study_id"), ["study_id"], unique=False)
 
     op.create_table(
@@ -298,12 +309,17 @@ def downgrade() -> None:
     op.drop_table("series")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_jobs_study_id"))
+        batch_op.drop_index(batch_op.f("ix_jobs_state_created_at_id"))
         batch_op.drop_index(batch_op.f("ix_jobs_state"))
+        batch_op.drop_index(batch_op.f("ix_jobs_created_at_id"))
         batch_op.drop_index(batch_op.f("ix_jobs_created_at"))
 
     op.drop_table("jobs")
     with op.batch_alter_table("studies", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_studies_status_last_received_at"))
+        batch_op.drop_index(batch_op.f("ix_studies_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_studies_calling_ae"))
+        batch_op.drop_index(batch_op.f("ix_studies_accession_number"))
 
     op.drop_table("studies")
     with op.batch_alter_table("receive_errors", schema=None) as batch_op:

@@ -40,7 +40,13 @@ class Study(Base):
     series: Mapped[list[Series]] = relationship(back_populates="study")
     jobs: Mapped[list[Job]] = relationship(back_populates="study")
 
-    __table_args__ = (Index(None, "status", "last_received_at"),)
+    __table_args__ = (
+        Index(None, "status", "last_received_at"),
+        # Admin job-history filters (pacs_node.db.queries).
+        Index(None, "patient_id"),
+        Index(None, "accession_number"),
+        Index(None, "calling_ae"),
+    )
 
 
 class Series(Base):
@@ -128,7 +134,12 @@ class Job(Base):
         back_populates="job", order_by="JobEvent.id", foreign_keys="JobEvent.job_id"
     )
 
-    __table_args__ = (UniqueConstraint("study_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "version"),
+        # Keyset pagination of the job history, newest first, optionally by state.
+        Index(None, "created_at", "id"),
+        Index(None, "state", "created_at", "id"),
+    )
 
 
 class JobEvent(Base):

@@ -25,7 +25,10 @@ from pynetdicom.transport import (
 # reactor loop: long enough to cost nothing while idle, short enough for the ARTIM timer.
 SILENT_PEER_WAIT_SECONDS = 0.1
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+READ_BLOCK_BYTES = 1024 * 1024
 _WAITING_FOR_REQUEST = "Sta2"
+# States that hold no association: no request yet, or waiting for the transport to close.
+_NOT_COUNTED = frozenset({_WAITING_FOR_REQUEST, "Sta13"})
 
 
 def tune_socket(sock: socket.socket, timeout: float | None) -> None:
@@ -39,18 +42,28 @@ class BulkAssociationSocket(AssociationSocket):
     """AssociationSocket with large ``recv_into`` reads and a blocking wait while silent."""
 
     def recv(self, nr_bytes: int) -> bytearray:
-        """Read exactly ``nr_bytes`` (fewer only if the peer closed the connection)."""
+        """Read exactly ``nr_bytes`` (fewer only if the peer closed the connection).
+
+        Memory grows with what actually arrives, in blocks, never with the length a peer
+        claims: a forged 4 GiB PDU length costs nothing until 4 GiB are sent.
+        """
         sock = self.socket
         assert sock is not None
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        read = 0
-        while read < nr_bytes:
-            count = sock.recv_into(view[read:], nr_bytes - read)
-            if count == 0:
-                del view
-                return buffer[:read]
-            read += count
+        buffer = bytearray()
+        while len(buffer) < nr_bytes:
+            start = len(buffer)
+            block = min(nr_bytes - start, READ_BLOCK_BYTES)
+            buffer.extend(bytes(block))
+            with memoryview(buffer) as view:
+                read = 0
+                while read < block:
+                    count = sock.recv_into(view[start + read : start + block], block - read)
+                    if count == 0:
+                        break
+                    read += count
+            if read < block:
+                del buffer[start + read :]
+                break
         return buffer
 
     @property
@@ -104,17 +117,18 @@ class NodeAssociationServer(ThreadedAssociationServer):
 
 
 class NodeAE(AE):
-    """An AE whose association limit counts only peers that have asked to associate.
+    """An AE whose association limit counts only live associations.
 
-    Connections that never send an A-ASSOCIATE-RQ (load-balancer probes, port scanners)
-    cannot use up the limit and lock out a real sender; the ARTIM timer closes them.
+    Connections that never send an A-ASSOCIATE-RQ (load-balancer probes, port scanners), and
+    aborted ones waiting for their transport to close, cannot use up the limit and lock out a
+    real sender; the ARTIM timer closes them.
     """
 
     @property
     def active_associations(self) -> list[Association]:
-        """Associations past the waiting-for-request state."""
+        """Associations that have asked to associate and are not closing."""
         return [
             a
             for a in super().active_associations
-            if not (a.is_acceptor and a.dul.state_machine.current_state == _WAITING_FOR_REQUEST)
+            if not (a.is_acceptor and a.dul.state_machine.current_state in _NOT_COUNTED)
         ]

@@ -1,0 +1,1 @@
+"""Admin HTTP API and dashboard: job history, actions, statistics, health and metrics."""
