@@ -119,8 +119,7 @@ class Rule:
         checks = (
             self.orientation is None
             or plane_of(attrs.get("ImageOrientationPatient")) == self.orientation,
-            self.description_regex is None
-            or any(self.description_regex.search(t) for t in texts),
+            self.description_regex is None or any(self.description_regex.search(t) for t in texts),
             self.not_description_regex is None
             or not any(self.not_description_regex.search(t) for t in texts),
             self.image_type_contains is None

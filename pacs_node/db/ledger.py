@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,27 +46,17 @@ class RecordOutcome(StrEnum):
 
 
 class InstanceLedger:
-    """Database side of receiving: studies, series, instances and refusals."""
+    """Database side of receiving: studies, series, instances and refusals.
+
+    The C-STORE path runs one short transaction of Core statements per instance; the ids of
+    series already seen are cached (rows are never deleted), so a typical instance costs one
+    lookup, one insert and one update.
+    """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-
-    def check_conflict(self, sop_uid: str, study_uid: str, series_uid: str) -> None:
-        """Refuse a SOP Instance UID we already hold under another study or series.
-
-        Raises:
-            ConflictingInstanceError: if the UID belongs to a different study or series.
-        """
-        with self._sessions() as session:
-            row = session.execute(
-                select(Series.series_instance_uid, Study.study_instance_uid)
-                .join(Instance, Instance.series_id == Series.id)
-                .join(Study, Study.id == Series.study_id)
-                .where(Instance.sop_instance_uid == sop_uid)
-            ).first()
-        if row is not None and (row[0], row[1]) != (series_uid, study_uid):
-            where = "study" if row[1] != study_uid else "series"
-            raise ConflictingInstanceError(f"SOP Instance UID already stored in another {where}")
+        self._series_ids: dict[str, tuple[str, int, int]] = {}
+        self._lock = threading.Lock()
 
     def record_instance(self, record: InstanceRecord) -> RecordOutcome:
         """Record a stored instance (idempotent for repeats).
@@ -77,55 +68,47 @@ class InstanceLedger:
         for attempt in range(3):
             try:
                 with self._sessions.begin() as session:
-                    return self._record(session, record)
+                    outcome, ids = self._record(session.connection(), record)
+                # Cache only what is committed: a rolled-back insert must not be remembered.
+                with self._lock:
+                    self._series_ids[record.series_instance_uid] = ids
+                return outcome
             except IntegrityError:
                 # Another association created the same study/series/instance concurrently.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _record(self, session: Session, record: InstanceRecord) -> RecordOutcome:
+    def _record(
+        self, conn: Connection, record: InstanceRecord
+    ) -> tuple[RecordOutcome, tuple[str, int, int]]:
         now = utcnow()
-        study = session.scalar(
-            select(Study).where(Study.study_instance_uid == record.study_instance_uid)
-        )
-        if study is None:
-            study = Study(
-                study_instance_uid=record.study_instance_uid,
-                status=StudyStatus.RECEIVING,
-                first_received_at=now,
+        ids = self._ids(conn, record)
+        _, study_id, series_id = ids
+        existing = conn.execute(
+            select(Instance.id, Instance.series_id).where(
+                Instance.sop_instance_uid == record.sop_instance_uid
             )
-            session.add(study)
-        series = session.scalar(
-            select(Series).where(Series.series_instance_uid == record.series_instance_uid)
-        )
-        if series is None:
-            series = Series(
-                study=study,
-                series_instance_uid=record.series_instance_uid,
-                modality=record.series_attributes.get("Modality"),
-                series_number=record.series_number,
-                series_description=_clip(record.series_attributes.get("SeriesDescription"), 64),
-                body_part_examined=_clip(record.series_attributes.get("BodyPartExamined"), 16),
-                attributes=record.series_attributes,
+        ).first()
+        if existing is not None:
+            if existing.series_id != series_id:
+                raise ConflictingInstanceError(
+                    "SOP Instance UID already stored in another series or study"
+                )
+            conn.execute(
+                update(Instance)
+                .where(Instance.id == existing.id)
+                .values(
+                    times_received=Instance.times_received + 1,
+                    size_bytes=record.size_bytes,
+                    transfer_syntax_uid=record.transfer_syntax_uid,
+                    received_at=now,
+                )
             )
-            session.add(series)
-        elif series.study_id != study.id:
-            raise ConflictingInstanceError("Series Instance UID already stored in another study")
-        instance = session.scalar(
-            select(Instance).where(Instance.sop_instance_uid == record.sop_instance_uid)
-        )
-        if instance is not None:
-            if instance.series_id != series.id:
-                raise ConflictingInstanceError("SOP Instance UID already stored in another series")
-            instance.times_received += 1
-            instance.size_bytes = record.size_bytes
-            instance.transfer_syntax_uid = record.transfer_syntax_uid
-            instance.received_at = now
-            return RecordOutcome.REPEATED
-        session.add(
-            Instance(
-                series=series,
+            return RecordOutcome.REPEATED, ids
+        conn.execute(
+            insert(Instance).values(
+                series_id=series_id,
                 sop_instance_uid=record.sop_instance_uid,
                 sop_class_uid=record.sop_class_uid,
                 transfer_syntax_uid=record.transfer_syntax_uid,
@@ -134,15 +117,73 @@ class InstanceLedger:
                 size_bytes=record.size_bytes,
                 calling_ae=record.calling_ae,
                 received_at=now,
+                times_received=1,
             )
         )
         # A new instance keeps the study open (or reopens a completed one: late series).
-        study.status = StudyStatus.RECEIVING
-        study.last_received_at = now
-        study.calling_ae = record.calling_ae
-        study.patient_id = record.patient_id or study.patient_id
-        study.accession_number = _clip(record.accession_number, 16) or study.accession_number
-        return RecordOutcome.NEW
+        conn.execute(
+            update(Study)
+            .where(Study.id == study_id)
+            .values(
+                status=StudyStatus.RECEIVING.value,
+                last_received_at=now,
+                calling_ae=record.calling_ae,
+                patient_id=func.coalesce(record.patient_id, Study.patient_id),
+                accession_number=func.coalesce(
+                    _clip(record.accession_number, 16), Study.accession_number
+                ),
+            )
+        )
+        return RecordOutcome.NEW, ids
+
+    def _ids(self, conn: Connection, record: InstanceRecord) -> tuple[str, int, int]:
+        """(study UID, study id, series id) for the record, creating rows on first sight.
+
+        Raises:
+            ConflictingInstanceError: if the series belongs to another study.
+        """
+        with self._lock:
+            ids = self._series_ids.get(record.series_instance_uid)
+        if ids is None:
+            row = conn.execute(
+                select(Study.study_instance_uid, Study.id, Series.id)
+                .join(Series, Series.study_id == Study.id)
+                .where(Series.series_instance_uid == record.series_instance_uid)
+            ).first()
+            ids = (row[0], row[1], row[2]) if row is not None else self._create(conn, record)
+        if ids[0] != record.study_instance_uid:
+            raise ConflictingInstanceError("Series Instance UID already stored in another study")
+        return ids
+
+    def _create(self, conn: Connection, record: InstanceRecord) -> tuple[str, int, int]:
+        study_id = conn.scalar(
+            select(Study.id).where(Study.study_instance_uid == record.study_instance_uid)
+        )
+        if study_id is None:
+            study_id = conn.execute(
+                insert(Study)
+                .values(
+                    study_instance_uid=record.study_instance_uid,
+                    status=StudyStatus.RECEIVING.value,
+                    force_complete=False,
+                )
+                .returning(Study.id)
+            ).scalar_one()
+        attrs = record.series_attributes
+        series_id = conn.execute(
+            insert(Series)
+            .values(
+                study_id=study_id,
+                series_instance_uid=record.series_instance_uid,
+                modality=attrs.get("Modality"),
+                series_number=record.series_number,
+                series_description=_clip(attrs.get("SeriesDescription"), 64),
+                body_part_examined=_clip(attrs.get("BodyPartExamined"), 16),
+                attributes=attrs,
+            )
+            .returning(Series.id)
+        ).scalar_one()
+        return record.study_instance_uid, study_id, series_id
 
     def record_rejection(
         self,

@@ -166,10 +166,6 @@ def handle_store(
             raise RefusedError(StoreStatus.OUT_OF_RESOURCES, str(exc)) from exc
         ds = _decode(event)
         _check(ds, event)
-        try:
-            ledger.check_conflict(ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID)
-        except ConflictingInstanceError as exc:
-            raise RefusedError(StoreStatus.DUPLICATE_SOP_INSTANCE, str(exc)) from exc
         data = event.encoded_dataset(include_meta=True)
         try:
             stored = spool.write_instance(
@@ -184,6 +180,8 @@ def handle_store(
                 _record_for(ds, stored.relative_path, stored.size_bytes, calling_ae)
             )
         except ConflictingInstanceError as exc:
+            # The path is derived from the refused (study, series) pair, so it is ours alone.
+            spool.path_of(stored.relative_path).unlink(missing_ok=True)
             raise RefusedError(StoreStatus.DUPLICATE_SOP_INSTANCE, str(exc)) from exc
         studies.add(event.assoc, ds.StudyInstanceUID)
         return StoreStatus.SUCCESS

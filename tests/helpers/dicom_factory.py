@@ -21,10 +21,10 @@ SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 PROTOCOL = {
-    "T1 TSE SAG": dict(orientation=SAGITTAL, tr=550.0, te=10.0),
-    "T2 TSE SAG": dict(orientation=SAGITTAL, tr=3500.0, te=100.0),
-    "STIR SAG": dict(orientation=SAGITTAL, tr=4000.0, te=60.0, ti=150.0, seq="IR"),
-    "T2 TSE AX": dict(orientation=AXIAL, tr=4000.0, te=100.0),
+    "T1 TSE SAG": {"orientation": SAGITTAL, "tr": 550.0, "te": 10.0},
+    "T2 TSE SAG": {"orientation": SAGITTAL, "tr": 3500.0, "te": 100.0},
+    "STIR SAG": {"orientation": SAGITTAL, "tr": 4000.0, "te": 60.0, "ti": 150.0, "seq": "IR"},
+    "T2 TSE AX": {"orientation": AXIAL, "tr": 4000.0, "te": 100.0},
 }
 
 
@@ -53,7 +53,7 @@ def make_study(spec: StudySpec) -> list[Dataset]:
 
 def make_series(spec: StudySpec, description: str) -> Iterator[Dataset]:
     """The instances of one series of ``spec``."""
-    params = PROTOCOL.get(description, dict(orientation=SAGITTAL, tr=500.0, te=10.0))
+    params = PROTOCOL.get(description, {"orientation": SAGITTAL, "tr": 500.0, "te": 10.0})
     series_uid = generate_uid(PREFIX, [f"series-{spec.seed}-{description}"])
     rng = np.random.default_rng(spec.seed)
     for index in range(spec.slices):

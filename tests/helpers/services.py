@@ -104,9 +104,21 @@ def start_redis() -> Redis:
     port = free_port()
     pidfile = Path(tempfile.mkdtemp(prefix="redis-")) / "redis.pid"
     subprocess.run(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--daemonize", "yes", "--pidfile", str(pidfile)],
-        check=True, capture_output=True,
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(pidfile),
+        ],
+        check=True,
+        capture_output=True,
     )
     for _ in range(100):
         with socket.socket() as s:

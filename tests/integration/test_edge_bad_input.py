@@ -25,8 +25,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with run_node(tmp_path_factory.mktemp("node"), quiet_seconds="1",
-                  release_grace_seconds="600") as running:
+    with run_node(
+        tmp_path_factory.mktemp("node"), quiet_seconds="1", release_grace_seconds="600"
+    ) as running:
         yield running
 
 
@@ -54,15 +55,16 @@ def db(node: NodeProcess) -> sqlite3.Connection:
 
 def last_error(node: NodeProcess) -> tuple[int, str]:
     with db(node) as conn:
-        row = conn.execute("SELECT status, reason FROM receive_errors ORDER BY id DESC").fetchone()
-    return row
+        return conn.execute("SELECT status, reason FROM receive_errors ORDER BY id DESC").fetchone()
 
 
 def store(assoc: Association, ds: Dataset) -> int:
     return int(assoc.send_c_store(ds).Status)
 
 
-def test_duplicate_is_success_and_conflict_is_refused(node: NodeProcess, assoc: Association) -> None:
+def test_duplicate_is_success_and_conflict_is_refused(
+    node: NodeProcess, assoc: Association
+) -> None:
     ds = make_study(StudySpec(seed=21, series=("T2 TSE SAG",), slices=1))[0]
     assert store(assoc, ds) == StoreStatus.SUCCESS
     assert store(assoc, ds) == StoreStatus.SUCCESS
@@ -103,7 +105,9 @@ def test_bad_uids_are_refused_and_never_touch_a_path(
 
 
 def test_sop_instance_mismatch(node: NodeProcess, assoc: Association) -> None:
-    [path] = write_study(StudySpec(seed=24, series=("T2 TSE SAG",), slices=1), node.log.parent / "mm")
+    [path] = write_study(
+        StudySpec(seed=24, series=("T2 TSE SAG",), slices=1), node.log.parent / "mm"
+    )
     data = bytearray(path.read_bytes())
     # The request's UID comes from the file meta; change the data set's own copy (the last one).
     uid = path.stem.encode()
@@ -140,7 +144,9 @@ def test_non_lumbar_study_is_stored_then_skipped(node: NodeProcess, assoc: Assoc
         with db(node) as conn:
             row = conn.execute(
                 "SELECT j.state, j.reason FROM jobs j JOIN studies s ON s.id = j.study_id "
-                "WHERE s.study_instance_uid = ?", (spec.study_uid,)).fetchone()
+                "WHERE s.study_instance_uid = ?",
+                (spec.study_uid,),
+            ).fetchone()
         time.sleep(0.2)
     assert row == ("skipped", "body part KNEE is not the lumbar spine")
 

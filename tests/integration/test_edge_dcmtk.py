@@ -68,11 +68,15 @@ def test_echo_store_split_study_and_broker_handoff(
         assert refused.returncode != 0
         # One study over two associations from two senders.
         for sender, part in (("MODALITY", first), ("PACS", second)):
-            sent = dcmtk(STORESCU, "-aet", sender, "-aec", "LUMBAR_NODE", "127.0.0.1", port,
-                         *map(str, part))
+            sent = dcmtk(
+                STORESCU, "-aet", sender, "-aec", "LUMBAR_NODE", "127.0.0.1", port, *map(str, part)
+            )
             assert sent.returncode == 0, sent.stderr
-        wait_for("SELECT state, version, trigger FROM jobs", postgres_url,
-                 [("queued", 1, "quiet_period")])
+        wait_for(
+            "SELECT state, version, trigger FROM jobs",
+            postgres_url,
+            [("queued", 1, "quiet_period")],
+        )
         # Only after the job row committed did the broker get its message.
         deadline = time.monotonic() + 10
         while queue.llen("gpu") == 0 and time.monotonic() < deadline:
@@ -97,8 +101,11 @@ def test_released_association_with_sagittal_t2_completes_early(tmp_path: Path) -
     spec = StudySpec(seed=12, series=("T2 TSE SAG",), slices=3)
     files = write_study(spec, tmp_path / "study")
     with run_node(tmp_path, quiet_seconds="600", release_grace_seconds="0.5") as node:
-        sent = dcmtk(STORESCU, "-aec", "LUMBAR_NODE", "127.0.0.1", str(node.port),
-                     *map(str, files))
+        sent = dcmtk(STORESCU, "-aec", "LUMBAR_NODE", "127.0.0.1", str(node.port), *map(str, files))
         assert sent.returncode == 0, sent.stderr
-        wait_for("SELECT state, trigger FROM jobs", f"sqlite:///{tmp_path}/node.db",
-                 [("queued", "released_with_protocol")], timeout=15)
+        wait_for(
+            "SELECT state, trigger FROM jobs",
+            f"sqlite:///{tmp_path}/node.db",
+            [("queued", "released_with_protocol")],
+            timeout=15,
+        )

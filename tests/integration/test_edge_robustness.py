@@ -48,7 +48,9 @@ def mutate(data: bytes, start: int, rng: random.Random) -> bytes:
         body[at:at] = rng.randbytes(rng.randint(1, 64))
     elif kind == 3:  # a wild length field somewhere in the header
         at = rng.randrange(min(len(body) - 4, 400))
-        body[at : at + 4] = struct.pack("<I", rng.choice([0xFFFFFFFF, 0x7FFFFFFF, rng.randrange(1 << 32)]))
+        body[at : at + 4] = struct.pack(
+            "<I", rng.choice([0xFFFFFFFF, 0x7FFFFFFF, rng.randrange(1 << 32)])
+        )
     else:  # overwrite a header run with random bytes
         at = rng.randrange(min(len(body), 400))
         body[at : at + 16] = rng.randbytes(16)
@@ -67,18 +69,30 @@ def associate_rq(called: bytes = b"LUMBAR_NODE", calling: bytes = b"FUZZER") -> 
     def item(kind: int, payload: bytes) -> bytes:
         return struct.pack(">BBH", kind, 0, len(payload)) + payload
 
-    context = item(0x20, bytes([1, 0, 0, 0]) + item(0x30, MRImageStorage.encode())
-                   + item(0x40, ExplicitVRLittleEndian.encode()))
+    context = item(
+        0x20,
+        bytes([1, 0, 0, 0])
+        + item(0x30, MRImageStorage.encode())
+        + item(0x40, ExplicitVRLittleEndian.encode()),
+    )
     user = item(0x50, item(0x51, struct.pack(">I", 16384)) + item(0x52, b"1.2.826.0.1.3680043.9.1"))
-    body = (struct.pack(">HH", 1, 0) + called.ljust(16) + calling.ljust(16) + bytes(32)
-            + item(0x10, b"1.2.840.10008.3.1.1.1") + context + user)
+    body = (
+        struct.pack(">HH", 1, 0)
+        + called.ljust(16)
+        + calling.ljust(16)
+        + bytes(32)
+        + item(0x10, b"1.2.840.10008.3.1.1.1")
+        + context
+        + user
+    )
     return struct.pack(">BBI", 1, 0, len(body)) + body
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[NodeProcess]:
-    with run_node(tmp_path / "node", acse_timeout="2", quiet_seconds="600",
-                  max_associations="4") as running:
+    with run_node(
+        tmp_path / "node", acse_timeout="2", quiet_seconds="600", max_associations="4"
+    ) as running:
         yield running
 
 
@@ -195,18 +209,57 @@ def _openssl(*args: str) -> None:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             "/CN=Test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"),
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
-             "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test CA",
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.crt"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+        )
         extfile = d / f"{name}.ext"
         extfile.write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"),
-                 "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
-                 "-out", str(d / f"{name}.crt"), "-extfile", str(extfile))
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.crt"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            str(d / f"{name}.crt"),
+            "-extfile",
+            str(extfile),
+        )
     return d
 
 
@@ -214,8 +267,9 @@ def tls_echo(port: int, pki: Path, client_cert: bool) -> bool:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki / "ca.crt"))
     if client_cert:
         context.load_cert_chain(pki / "client.crt", pki / "client.key")
-    assoc = client_ae().associate("127.0.0.1", port, ae_title="LUMBAR_NODE",
-                                  tls_args=(context, "127.0.0.1"))
+    assoc = client_ae().associate(
+        "127.0.0.1", port, ae_title="LUMBAR_NODE", tls_args=(context, "127.0.0.1")
+    )
     if not assoc.is_established:
         return False
     ok = assoc.send_c_echo().Status == 0
@@ -226,8 +280,13 @@ def tls_echo(port: int, pki: Path, client_cert: bool) -> bool:
 # pynetdicom's requestor leaves its socket for the garbage collector when a handshake fails.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_tls_with_required_client_certificates(tmp_path: Path, pki: Path) -> None:
-    with run_node(tmp_path, tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key"),
-                  tls_ca=str(pki / "ca.crt"), acse_timeout="3") as node:
+    with run_node(
+        tmp_path,
+        tls_cert=str(pki / "server.crt"),
+        tls_key=str(pki / "server.key"),
+        tls_ca=str(pki / "ca.crt"),
+        acse_timeout="3",
+    ) as node:
         silent = socket.create_connection(("127.0.0.1", node.port))  # never starts TLS
         try:
             assert tls_echo(node.port, pki, client_cert=True)
@@ -239,6 +298,7 @@ def test_tls_with_required_client_certificates(tmp_path: Path, pki: Path) -> Non
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_tls_without_client_certificates(tmp_path: Path, pki: Path) -> None:
-    with run_node(tmp_path, tls_cert=str(pki / "server.crt"),
-                  tls_key=str(pki / "server.key")) as node:
+    with run_node(
+        tmp_path, tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key")
+    ) as node:
         assert tls_echo(node.port, pki, client_cert=False)

@@ -79,21 +79,23 @@ def test_repeat_is_not_a_duplicate_and_conflict_is_refused(
     assert ledger.record_instance(first) is RecordOutcome.REPEATED
     other_study = records(StudySpec(seed=2))[0]
     conflicting = InstanceRecord(
-        **{**first.__dict__, "study_instance_uid": other_study.study_instance_uid,
-           "series_instance_uid": other_study.series_instance_uid}
+        **{
+            **first.__dict__,
+            "study_instance_uid": other_study.study_instance_uid,
+            "series_instance_uid": other_study.series_instance_uid,
+        }
     )
     with pytest.raises(ConflictingInstanceError):
-        ledger.check_conflict(
-            conflicting.sop_instance_uid,
-            conflicting.study_instance_uid,
-            conflicting.series_instance_uid,
-        )
-    with pytest.raises(ConflictingInstanceError):
         ledger.record_instance(conflicting)
+    # Same SOP Instance UID, same study, another series: also a conflict.
+    other_series = InstanceRecord(**{**first.__dict__, "series_instance_uid": "1.2.3.4.5"})
+    with pytest.raises(ConflictingInstanceError):
+        ledger.record_instance(other_series)
     with sessions() as s:
         assert s.scalar(select(Instance.times_received)) == 2
         assert len(s.scalars(select(Instance)).all()) == 1
         assert len(s.scalars(select(Study)).all()) == 1  # the conflicting study rolled back
+        assert len(s.scalars(select(Series)).all()) == 1
 
 
 def test_quiet_period_completes_and_enqueues_after_commit(
@@ -117,7 +119,7 @@ def test_quiet_period_completes_and_enqueues_after_commit(
         assert s.scalar(select(Study.status)) == StudyStatus.COMPLETE
         roles = dict(s.execute(select(Series.series_description, Series.role)).all())
         assert roles == {"T1 TSE SAG": "SAG_T1", "T2 TSE SAG": "SAG_T2"}
-        assert [e.message for e in job.events][0].startswith("job created: queued")
+        assert job.events[0].message.startswith("job created: queued")
     assert assembler.tick() == []  # completed once
 
 
@@ -231,7 +233,10 @@ def test_transition_is_compare_and_set(sessions: sessionmaker[Session]) -> None:
 def test_rejections_are_recorded(sessions: sessionmaker[Session]) -> None:
     ledger = InstanceLedger(sessions)
     ledger.record_rejection(
-        status=0xC000, reason="bad", calling_ae="X" * 40, peer_address="1.2.3.4:5",
+        status=0xC000,
+        reason="bad",
+        calling_ae="X" * 40,
+        peer_address="1.2.3.4:5",
         sop_instance_uid="../../x" * 20,
     )
     with sessions() as s:
