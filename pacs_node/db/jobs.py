@@ -66,10 +66,12 @@ def transition(
     expected: JobState,
     new: JobState,
     message: str,
+    details: dict[str, Any] | None = None,
     **values: Any,
 ) -> bool:
     """Move a job from ``expected`` to ``new`` if (and only if) it is still in ``expected``.
 
+    ``details`` go into the event; ``values`` are further job columns to set.
     Returns False when another actor changed the job first; nothing is written then.
     """
     result = session.execute(
@@ -80,7 +82,7 @@ def transition(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    session.add(JobEvent(job_id=job_id, state=new.value, message=message, details={}))
+    session.add(JobEvent(job_id=job_id, state=new.value, message=message, details=details or {}))
     return True
 
 

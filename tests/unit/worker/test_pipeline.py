@@ -1,0 +1,68 @@
+"""The pipeline with a fake predictor: one prediction, valid results, identical on re-run."""
+
+from __future__ import annotations
+
+import datetime
+import io
+
+import highdicom as hd
+import pydicom
+import pytest
+
+from pacs_node.phantom import WrittenStudy
+from pacs_node.results.inputs import ResultContext
+from tests.unit.worker.conftest import FakePredictor, series_files
+from worker.pipeline import analyse_study
+
+CONTEXT = ResultContext(
+    job_key="job-7",
+    created=datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+    software_version="test",
+)
+
+
+def test_results_are_built_once_per_study_and_reference_the_source(
+    phantom_study: WrittenStudy,
+) -> None:
+    predictor = FakePredictor()
+    bundle = analyse_study(series_files(phantom_study), predictor, CONTEXT)
+    assert len(predictor.calls) == 1
+    assert set(predictor.calls[0]) == {"SAG_T2", "SAG_T1"}
+    assert [r.kind for r in bundle.results] == ["seg", "sr", "oru"]
+    assert set(bundle.timings) == {"load", "inference", "encode"}
+    seg_result, sr_result, oru = bundle.results
+    seg = hd.seg.segread(io.BytesIO(seg_result.data))
+    assert seg.SOPInstanceUID == seg_result.sop_instance_uid
+    assert [d.segment_label for d in seg.SegmentSequence] == ["L5", "L4", "L4/L5"]
+    t2 = next(s for s in phantom_study.series if s.role == "SAG_T2")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == t2.series_instance_uid
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "fake-model"
+    sr = pydicom.dcmread(io.BytesIO(sr_result.data))
+    assert sr.SOPInstanceUID == sr_result.sop_instance_uid
+    assert sr.StudyInstanceUID == phantom_study.study_instance_uid
+    text = oru.data.decode()
+    assert oru.channel == "hl7" and seg_result.channel == "dicom"
+    assert f"|{oru.control_id}|" in text.split("\r")[0]
+    assert "L4/L5" in text
+
+
+def test_rerun_gives_byte_identical_results(phantom_study: WrittenStudy) -> None:
+    first = analyse_study(series_files(phantom_study), FakePredictor(), CONTEXT)
+    again = analyse_study(series_files(phantom_study), FakePredictor(), CONTEXT)
+    assert [r.data for r in first.results] == [r.data for r in again.results]
+    other_job = ResultContext(job_key="job-8", created=CONTEXT.created, software_version="test")
+    third = analyse_study(series_files(phantom_study), FakePredictor(), other_job)
+    assert first.results[0].sop_instance_uid != third.results[0].sop_instance_uid
+
+
+def test_study_without_sag_t2_or_crashing_model_raises(phantom_study: WrittenStudy) -> None:
+    files = series_files(phantom_study)
+    del files["SAG_T2"]
+    predictor = FakePredictor()
+    with pytest.raises(ValueError, match="no SAG_T2"):
+        analyse_study(files, predictor, CONTEXT)
+    assert predictor.calls == []
+    crashing = FakePredictor(error=RuntimeError("CUDA error: device-side assert"))
+    with pytest.raises(RuntimeError, match="device-side"):
+        analyse_study(series_files(phantom_study), crashing, CONTEXT)

@@ -1,0 +1,210 @@
+"""Job steps end to end without Celery: analyse, store, deliver, notify, retry, dead-letter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs_node.config import Destination, HostPort, Settings
+from pacs_node.db.jobs import create_job
+from pacs_node.db.leases import JobPolicy
+from pacs_node.db.session import make_engine, make_session_factory
+from pacs_node.db.tables import Delivery, Instance, Job, JobEvent, Result, Series, Study
+from pacs_node.domain import JobState, StudyStatus
+from pacs_node.hl7.receiver import MllpReceiver
+from pacs_node.phantom import WrittenStudy
+from pacs_node.spool import Spool
+from tests.unit.dispatch.conftest import StoreSCP, store_scp  # noqa: F401  (fixture)
+from tests.unit.worker.conftest import FakePredictor, RecordingQueue
+from worker.runner import JobRunner
+
+POLICY = JobPolicy(max_attempts=2, delivery_max_attempts=2, delivery_backoff_seconds=0.001)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def ris() -> Iterator[MllpReceiver]:
+    receiver = MllpReceiver(["AE"]).start()
+    yield receiver
+    receiver.stop()
+
+
+def received_study(sessions: sessionmaker[Session], spool: Spool, study: WrittenStudy) -> int:
+    """Spool a study and record it as the SCP and assembly would; returns the queued job."""
+    with sessions.begin() as session:
+        row = Study(study_instance_uid=study.study_instance_uid, status=StudyStatus.COMPLETE)
+        session.add(row)
+        session.flush()
+        for series in study.series:
+            series_row = Series(
+                study_id=row.id, series_instance_uid=series.series_instance_uid, role=series.role
+            )
+            session.add(series_row)
+            session.flush()
+            for path in series.paths:
+                ds = pydicom.dcmread(path)
+                stored = spool.write_instance(
+                    study.study_instance_uid,
+                    series.series_instance_uid,
+                    ds.SOPInstanceUID,
+                    Path(path).read_bytes(),
+                )
+                session.add(
+                    Instance(
+                        series_id=series_row.id,
+                        sop_instance_uid=ds.SOPInstanceUID,
+                        sop_class_uid=ds.SOPClassUID,
+                        transfer_syntax_uid=ds.file_meta.TransferSyntaxUID,
+                        path=stored.relative_path,
+                        size_bytes=stored.size_bytes,
+                    )
+                )
+        return create_job(session, study_id=row.id, state=JobState.QUEUED, trigger="forced").id
+
+
+def make_runner(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    pacs_port: int,
+    ris_port: int,
+    predictor: FakePredictor,
+) -> tuple[JobRunner, RecordingQueue]:
+    settings = Settings(
+        spool_dir=tmp_path / "spool",
+        destinations=(Destination("PACS", "127.0.0.1", pacs_port),),
+        hl7_endpoint=HostPort("127.0.0.1", ris_port),
+        dimse_timeout=5,
+    )
+    queue = RecordingQueue()
+    runner = JobRunner(
+        settings=settings,
+        policy=POLICY,
+        sessions=sessions,
+        spool=Spool(settings.spool_dir),
+        queue=queue,
+        predictor_factory=lambda: predictor,
+    )
+    return runner, queue
+
+
+def test_job_runs_to_done_and_retries_send_the_same_objects(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+    store_scp: StoreSCP,  # noqa: F811
+    ris: MllpReceiver,
+) -> None:
+    predictor = FakePredictor()
+    runner, queue = make_runner(sessions, tmp_path, store_scp.port, ris.port, predictor)
+    job_id = received_study(sessions, runner.spool, phantom_study)
+    assert runner.analyse(job_id)
+    assert not runner.analyse(job_id)  # a duplicate message does nothing
+    assert len(predictor.calls) == 1 and queue.deliver == [job_id]
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.state == "results_ready"
+        assert (job.model_name, job.checkpoint_sha256) == ("fake-model", "0" * 64)
+        results = session.scalars(select(Result).order_by(Result.id)).all()
+        assert [r.kind for r in results] == ["seg", "sr", "oru"]
+        assert session.query(Delivery).count() == 3
+    # The PACS refuses once: the delivery stays pending with a retry due; the RIS says AE.
+    store_scp.refuse = True
+    assert runner.deliver(job_id) is JobState.DELIVERING
+    store_scp.refuse = False
+    assert runner.deliver(job_id) is JobState.NOTIFYING  # HL7 got AE: retry pending
+    assert runner.deliver(job_id) is JobState.DONE
+    sent_uids = [r.sop_instance_uid for r in results if r.kind != "oru"]
+    assert store_scp.received == sent_uids
+    control_id = results[2].control_id
+    assert ris.control_ids() == [control_id, control_id]
+    with sessions() as session:
+        rows = session.execute(
+            select(Delivery.channel, Delivery.state, Delivery.attempts).order_by(Delivery.id)
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            ("dicom", "sent", 2),
+            ("dicom", "sent", 2),
+            ("hl7", "sent", 2),
+        ]
+        events = session.scalars(
+            select(JobEvent.state).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).all()
+        assert events[-3:] == ["delivering", "notifying", "done"]
+
+
+def test_dead_lettered_delivery_fails_the_job_retryably(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+    store_scp: StoreSCP,  # noqa: F811
+    ris: MllpReceiver,
+) -> None:
+    runner, _ = make_runner(sessions, tmp_path, store_scp.port, ris.port, FakePredictor())
+    job_id = received_study(sessions, runner.spool, phantom_study)
+    assert runner.analyse(job_id)
+    store_scp.refuse = True
+    runner.deliver(job_id)
+    assert runner.deliver(job_id) is JobState.FAILED
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.retryable and "replay" in (job.reason or "")
+        states = session.scalars(select(Delivery.state).where(Delivery.channel == "dicom")).all()
+        assert set(states) == {"dead"}
+        # An admin replay makes them pending again; the runner picks the job up.
+        for delivery in session.scalars(select(Delivery).where(Delivery.state == "dead")).all():
+            delivery.state, delivery.attempts, delivery.next_attempt_at = "pending", 0, None
+        session.commit()
+    store_scp.refuse = False
+    assert runner.deliver(job_id) is JobState.NOTIFYING  # stored; the RIS answers AE first
+    assert runner.deliver(job_id) is JobState.DONE
+    assert len(store_scp.received) == 2
+
+
+def test_crashing_model_is_retried_then_failed(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+) -> None:
+    predictor = FakePredictor(error=RuntimeError("model exploded"))
+    runner, queue = make_runner(sessions, tmp_path, 1, 1, predictor)
+    job_id = received_study(sessions, runner.spool, phantom_study)
+    assert not runner.analyse(job_id)
+    assert queue.analyse == [job_id]  # back in line for another attempt
+    assert not runner.analyse(job_id)
+    assert queue.analyse == [job_id]  # out of attempts: not enqueued again
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.state, job.attempts) == ("failed", 2)
+        assert job.reason == "RuntimeError: model exploded"
+        assert session.query(Result).count() == 0
+
+
+def test_results_of_an_attempt_that_lost_its_lease_are_discarded(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+) -> None:
+    def taken_over() -> None:  # the lease expired and another worker took the job
+        with sessions.begin() as session:
+            session.execute(update(Job).values(lease_owner="another-worker"))
+
+    runner, queue = make_runner(sessions, tmp_path, 1, 1, FakePredictor(during=taken_over))
+    job_id = received_study(sessions, runner.spool, phantom_study)
+    assert not runner.analyse(job_id)
+    assert (queue.analyse, queue.deliver) == ([], [])
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and (job.state, job.lease_owner) == ("running", "another-worker")
+        assert session.query(Result).count() == 0

@@ -1,0 +1,231 @@
+"""One study through the model into encoded results; no Celery, no database.
+
+Given the spool files of a study (by series role) and a predictor, :func:`analyse_study` reads the
+volumes, runs the predictor once, maps its output onto the result builders' inputs (this is the
+one place that mapping lives) and encodes the SEG, the TID 1500 SR and the ORU^R01. Identities and
+dates come from the :class:`~pacs_node.results.inputs.ResultContext`, so running a job again
+yields byte-identical objects.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pydicom import Dataset
+
+from models.labels import load_label_scheme
+from pacs_node.results.hl7 import build_oru
+from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
+from pacs_node.results.seg import build_seg
+from pacs_node.results.sr import build_sr
+from worker.io import LoadedSeries, Volume, read_series
+
+REFERENCE_ROLE = "SAG_T2"
+MODEL_ROLES = ("SAG_T2", "SAG_T1")
+"""Series roles the model reads; SAG_T2 is required and is the geometry of the label map."""
+
+MEASUREMENT_NAMES = {"disc_height_mm": ("disc_height", "mm")}
+"""Model measurement key -> (result measurement name, UCUM unit)."""
+
+
+class Prediction(Protocol):
+    """What the pipeline reads from ``models.inference.StudyPrediction``."""
+
+    label_map: np.ndarray
+    level_probabilities: dict[str, dict[str, float]]
+    level_calls: dict[str, dict[str, bool]]
+    measurements: dict[str, dict[str, float]]
+    model_name: str
+    model_version: str
+    config_hash: str
+    checkpoint_sha256: str
+
+
+class Predictor(Protocol):
+    """``models.inference.Predictor`` or a test double with the same interface."""
+
+    def predict(self, volumes: Mapping[str, Any]) -> Prediction:
+        """Analyse one study given its volumes by role."""
+
+
+@dataclass(frozen=True)
+class EncodedResult:
+    """One encoded output object with its identity.
+
+    Attributes:
+        kind: ``seg``, ``sr`` or ``oru``.
+        data: The encoded bytes (DICOM Part 10 file, or ER7 for HL7).
+        sop_class_uid: SOP Class UID of a DICOM object.
+        series_instance_uid: Series Instance UID of a DICOM object.
+        sop_instance_uid: SOP Instance UID of a DICOM object.
+        control_id: MSH-10 of an HL7 message.
+    """
+
+    kind: str
+    data: bytes
+    sop_class_uid: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+    control_id: str | None = None
+
+    @property
+    def channel(self) -> str:
+        """``dicom`` or ``hl7``: how the object is delivered."""
+        return "hl7" if self.kind == "oru" else "dicom"
+
+
+@dataclass(frozen=True)
+class ResultBundle:
+    """Everything a job produced, and how long each stage took (seconds)."""
+
+    results: tuple[EncodedResult, ...]
+    algorithm: AlgorithmInfo
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_volumes(series_files: Mapping[str, Sequence[Path]]) -> dict[str, LoadedSeries]:
+    """Read the series the model uses.
+
+    Raises:
+        ValueError: if there is no SAG_T2 series, or a series does not form one volume.
+        OSError: if a file cannot be read.
+    """
+    if not series_files.get(REFERENCE_ROLE):
+        raise ValueError(f"the study has no {REFERENCE_ROLE} series")
+    return {role: read_series(series_files[role]) for role in MODEL_ROLES if series_files.get(role)}
+
+
+def findings_of(prediction: Prediction) -> list[LevelFinding]:
+    """Per-level abnormality findings, from the model's probabilities and calls.
+
+    Raises:
+        ValueError: if a level or abnormality is not in the label scheme.
+        KeyError: if a probability has no matching call.
+    """
+    return [
+        LevelFinding(level, key, float(p), bool(prediction.level_calls[level][key]))
+        for level, scores in prediction.level_probabilities.items()
+        for key, p in scores.items()
+    ]
+
+
+def measurements_of(prediction: Prediction) -> list[LevelMeasurement]:
+    """Per-level measurements the result builders can code; unknown keys are skipped.
+
+    Raises:
+        ValueError: if a level is not in the label scheme or a value is not finite.
+    """
+    measurements = []
+    for level, values in prediction.measurements.items():
+        for key, value in values.items():
+            if key in MEASUREMENT_NAMES:
+                name, unit = MEASUREMENT_NAMES[key]
+                measurements.append(LevelMeasurement(level, name, float(value), unit))
+    return measurements
+
+
+def algorithm_of(prediction: Prediction) -> AlgorithmInfo:
+    """The model's identity as written into SEG and SR.
+
+    Raises:
+        ValueError: if the model name or version is empty.
+    """
+    return AlgorithmInfo(
+        name=prediction.model_name,
+        version=prediction.model_version,
+        checkpoint_sha256=prediction.checkpoint_sha256,
+        config_hash=prediction.config_hash,
+    )
+
+
+def _encode(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _dicom_result(kind: str, dataset: Dataset) -> EncodedResult:
+    return EncodedResult(
+        kind=kind,
+        data=_encode(dataset),
+        sop_class_uid=str(dataset.SOPClassUID),
+        series_instance_uid=str(dataset.SeriesInstanceUID),
+        sop_instance_uid=str(dataset.SOPInstanceUID),
+    )
+
+
+def encode_results(
+    reference: LoadedSeries, prediction: Prediction, context: ResultContext
+) -> tuple[EncodedResult, ...]:
+    """Build and encode the SEG, SR and ORU^R01 of one prediction.
+
+    The SEG is left out when the model found no structure; the SR and ORU need at least one
+    finding or measurement.
+
+    Raises:
+        ValueError: if the prediction does not fit the reference series, or there is nothing to
+            report.
+    """
+    algorithm = algorithm_of(prediction)
+    findings, measurements = findings_of(prediction), measurements_of(prediction)
+    values = {s.name: s.value for s in load_label_scheme().structures}
+    images = list(reference.datasets)
+    label_map = np.asarray(prediction.label_map)
+    results: list[EncodedResult] = []
+    seg = None
+    if np.isin(label_map, list(values.values())).any():
+        seg = build_seg(images, label_map, values, algorithm=algorithm, context=context)
+        results.append(_dicom_result("seg", seg))
+    sr = build_sr(
+        images, findings, measurements, algorithm=algorithm, context=context, segmentation=seg
+    )
+    results.append(_dicom_result("sr", sr))
+    oru = build_oru(images[0], findings, measurements, context=context)
+    results.append(
+        EncodedResult(kind="oru", data=oru.to_er7().encode(), control_id=str(oru.msh.msh_10.value))
+    )
+    return tuple(results)
+
+
+def analyse_study(
+    series_files: Mapping[str, Sequence[Path]], predictor: Predictor, context: ResultContext
+) -> ResultBundle:
+    """Read a study's volumes, run the predictor once, and encode its results.
+
+    Args:
+        series_files: Spool files of each series, by role (``SAG_T2`` required).
+        predictor: The loaded model (kept loaded by the caller across studies).
+        context: The job's identity, dates and series numbers.
+
+    Returns:
+        The encoded results with the model identity and the stage timings
+        (``load``, ``inference``, ``encode``).
+
+    Raises:
+        ValueError: if the study lacks a usable SAG_T2 series or the results cannot be encoded.
+        OSError: if a spool file cannot be read.
+        Exception: whatever the predictor raises (a study that crashes the model).
+    """
+    started = time.perf_counter()
+    loaded = load_volumes(series_files)
+    volumes: dict[str, Volume] = {role: series.volume for role, series in loaded.items()}
+    loaded_at = time.perf_counter()
+    prediction = predictor.predict(volumes)
+    predicted_at = time.perf_counter()
+    results = encode_results(loaded[REFERENCE_ROLE], prediction, context)
+    encoded_at = time.perf_counter()
+    return ResultBundle(
+        results=results,
+        algorithm=algorithm_of(prediction),
+        timings={
+            "load": loaded_at - started,
+            "inference": predicted_at - loaded_at,
+            "encode": encoded_at - predicted_at,
+        },
+    )

@@ -1,0 +1,394 @@
+"""The job steps a worker runs, shared by the Celery tasks and the embedded mode.
+
+:meth:`JobRunner.analyse` takes a queued job under a lease, runs the pipeline, stores the encoded
+results with their deterministic identities and creates their deliveries, all before anything is
+sent. :meth:`JobRunner.deliver` sends due DICOM deliveries (only the objects not yet stored), then
+the HL7 notification, moving the job through ``delivering`` and ``notifying`` to ``done``. Every
+step is a compare-and-set, so duplicate or late messages do nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs_node.config import Destination, Settings
+from pacs_node.db.base import utcnow
+from pacs_node.db.jobs import transition
+from pacs_node.db.leases import JobPolicy, claim_job, fail_attempt, finish_running, renew_lease
+from pacs_node.db.tables import Instance, Job, Result, Series
+from pacs_node.dispatch.ledger import (
+    Channel,
+    DeliveryState,
+    channel_states,
+    claim_delivery,
+    create_deliveries,
+    due_deliveries,
+    record_attempt,
+)
+from pacs_node.dispatch.scu import send_files
+from pacs_node.domain import JobState
+from pacs_node.hl7.mllp import send_message
+from pacs_node.queue import WorkQueue
+from pacs_node.results.inputs import ResultContext
+from pacs_node.spool import Spool, atomic_write
+from worker.pipeline import MODEL_ROLES, EncodedResult, Predictor, ResultBundle, analyse_study
+
+LOG = logging.getLogger(__name__)
+
+SOFTWARE_VERSION = "0.1.0"
+RESULTS_FOLDER = "results"
+
+
+class LeaseLostError(Exception):
+    """The worker no longer holds the job it was running."""
+
+
+def destination_key(destination: Destination) -> str:
+    """``AE@host:port``, as stored on a delivery."""
+    return f"{destination.ae_title}@{destination.host}:{destination.port}"
+
+
+def worker_identity() -> str:
+    """This thread's lease owner name: host, process and thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+class LeaseKeeper:
+    """Renews a job's lease in the background until stopped or the job's time limit is reached.
+
+    Past the time limit the lease is left to expire, so the reconciler ends the attempt even if
+    the model hangs.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], job_id: int, owner: str, policy: JobPolicy
+    ) -> None:
+        self._sessions = sessions
+        self._job_id = job_id
+        self._owner = owner
+        self._policy = policy
+        self._deadline = time.monotonic() + policy.job_timeout_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = self._policy.lease_seconds / 3
+        while not self._stop.wait(interval) and time.monotonic() < self._deadline:
+            until = utcnow() + timedelta(seconds=self._policy.lease_seconds)
+            try:
+                with self._sessions.begin() as session:
+                    held = renew_lease(session, self._job_id, self._owner, until)
+            except Exception:
+                LOG.exception("job %d: could not renew the lease", self._job_id)
+                continue
+            if not held:
+                LOG.warning("job %d: lease lost", self._job_id)
+                return
+
+
+@dataclass
+class JobRunner:
+    """Runs job steps against one database, spool and queue, with a lazily loaded predictor."""
+
+    settings: Settings
+    policy: JobPolicy
+    sessions: sessionmaker[Session]
+    spool: Spool
+    queue: WorkQueue
+    predictor_factory: Callable[[], Predictor]
+    _predictor: Predictor | None = None
+    _predictor_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def predictor(self) -> Predictor:
+        """The model, loaded on first use and kept for later jobs.
+
+        Raises:
+            Exception: whatever loading the model raises.
+        """
+        with self._predictor_lock:
+            if self._predictor is None:
+                started = time.perf_counter()
+                self._predictor = self.predictor_factory()
+                LOG.info("model loaded in %.1f s", time.perf_counter() - started)
+            return self._predictor
+
+    # --- analysis ----------------------------------------------------------------------------
+
+    def analyse(self, job_id: int) -> bool:
+        """Analyse a queued job; on success its results are stored and delivery is enqueued.
+
+        Returns:
+            True when this call produced the job's results; False when the job was not ours to
+            run (not queued, taken by another worker) or the attempt failed (then the job is
+            queued again, or ``failed`` once out of attempts).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: if the database fails.
+        """
+        owner = worker_identity()
+        with self.sessions.begin() as session:
+            if not claim_job(session, job_id, owner, self.policy):
+                return False
+            series_files = self._series_files(session, job_id)
+            context = self._context(session, job_id)
+        LOG.info("job %d: analysing", job_id)
+        try:
+            with LeaseKeeper(self.sessions, job_id, owner, self.policy):
+                bundle = analyse_study(series_files, self.predictor(), context)
+                self._store(job_id, owner, bundle)
+        except LeaseLostError:
+            # Over its time limit or taken over after a stall: the reconciler already counted
+            # this attempt and the job's new owner (or its failure) decides what happens next.
+            LOG.warning("job %d: lease lost; results of this attempt discarded", job_id)
+            return False
+        except Exception as exc:
+            LOG.exception("job %d: analysis failed", job_id)
+            with self.sessions.begin() as session:
+                state = fail_attempt(
+                    session, job_id, owner, f"{type(exc).__name__}: {exc}", self.policy
+                )
+            if state is not None and not state.terminal:
+                self.queue.enqueue(job_id)
+            return False
+        self.queue.enqueue_delivery(job_id)
+        return True
+
+    def _series_files(self, session: Session, job_id: int) -> dict[str, list[Path]]:
+        study_id = session.scalar(select(Job.study_id).where(Job.id == job_id))
+        counts = (
+            select(Series.id, Series.role, func.count(Instance.id).label("n"))
+            .join(Instance, Instance.series_id == Series.id)
+            .where(Series.study_id == study_id, Series.role.in_(MODEL_ROLES))
+            .group_by(Series.id, Series.role)
+            .order_by(func.count(Instance.id).desc(), Series.id)
+        )
+        chosen: dict[str, int] = {}
+        for series_id, role, _ in session.execute(counts):
+            chosen.setdefault(str(role), series_id)
+        files: dict[str, list[Path]] = {}
+        for role, series_id in chosen.items():
+            paths = session.scalars(select(Instance.path).where(Instance.series_id == series_id))
+            files[role] = [self.spool.path_of(p) for p in paths]
+        return files
+
+    def _context(self, session: Session, job_id: int) -> ResultContext:
+        created = session.scalar(select(Job.created_at).where(Job.id == job_id))
+        assert created is not None
+        return ResultContext(
+            job_key=f"job-{job_id}",
+            created=created.astimezone(UTC).replace(microsecond=0),
+            software_version=SOFTWARE_VERSION,
+        )
+
+    def _store(self, job_id: int, owner: str, bundle: ResultBundle) -> None:
+        """Write the encoded results and their rows; the job becomes ``results_ready``.
+
+        Raises:
+            LeaseLostError: if ``owner`` no longer holds the job (nothing is recorded).
+        """
+        folder = f"{RESULTS_FOLDER}/job-{job_id}"
+        written = []
+        for result in bundle.results:
+            relative = f"{folder}/{_file_name(result)}"
+            atomic_write(self.spool.path_of(relative), result.data)
+            written.append((result, relative))
+        with self.sessions.begin() as session:
+            rows = [_result_row(job_id, result, relative) for result, relative in written]
+            session.add_all(rows)
+            session.flush()
+            create_deliveries(
+                session,
+                job_id,
+                rows,
+                [destination_key(d) for d in self.settings.destinations],
+                None
+                if self.settings.hl7_endpoint is None
+                else f"{self.settings.hl7_endpoint.host}:{self.settings.hl7_endpoint.port}",
+            )
+            algorithm = bundle.algorithm
+            done = finish_running(
+                session,
+                job_id,
+                owner,
+                JobState.RESULTS_READY,
+                f"results stored: {', '.join(r.kind for r in bundle.results)}",
+                details={"timings": bundle.timings},
+                model_name=algorithm.name[:64],
+                config_hash=algorithm.config_hash[:64],
+                checkpoint_sha256=algorithm.checkpoint_sha256[:64],
+            )
+            if not done:
+                raise LeaseLostError(f"job {job_id} is no longer leased to {owner}")
+
+    # --- delivery and notification ------------------------------------------------------------
+
+    def deliver(self, job_id: int) -> JobState | None:
+        """Send a job's due deliveries, then its notification, advancing its state.
+
+        Returns:
+            The job's state afterwards (None if there is no such job).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: if the database fails.
+            OSError: if a stored result file cannot be read.
+        """
+        self._start_delivery(job_id)
+        if self._state(job_id) is JobState.DELIVERING:
+            started = time.perf_counter()
+            self._send_dicom(job_id)
+            self._advance(job_id, Channel.DICOM, JobState.DELIVERING, JobState.NOTIFYING, started)
+        if self._state(job_id) is JobState.NOTIFYING:
+            started = time.perf_counter()
+            self._send_hl7(job_id)
+            self._advance(job_id, Channel.HL7, JobState.NOTIFYING, JobState.DONE, started)
+        return self._state(job_id)
+
+    def _start_delivery(self, job_id: int) -> None:
+        """``results_ready`` -> ``delivering``; a replayed ``failed``/``done`` job goes back to
+        ``delivering`` (DICOM due) or ``notifying`` (only HL7 due)."""
+        with self.sessions.begin() as session:
+            state = session.scalar(select(Job.state).where(Job.id == job_id))
+            if state == JobState.RESULTS_READY:
+                transition(
+                    session, job_id, JobState.RESULTS_READY, JobState.DELIVERING, "delivering"
+                )
+            elif state in (JobState.FAILED, JobState.DONE):
+                if DeliveryState.PENDING in channel_states(session, job_id, Channel.DICOM):
+                    target = JobState.DELIVERING
+                elif DeliveryState.PENDING in channel_states(session, job_id, Channel.HL7):
+                    target = JobState.NOTIFYING
+                else:
+                    return
+                transition(session, job_id, JobState(state), target, "replay: deliveries pending")
+
+    def _state(self, job_id: int) -> JobState | None:
+        with self.sessions() as session:
+            state = session.scalar(select(Job.state).where(Job.id == job_id))
+        return None if state is None else JobState(state)
+
+    def _claim_due(self, job_id: int, channel: Channel) -> dict[str, list[tuple[int, Path]]]:
+        """Claim the due deliveries of a channel, grouped by destination."""
+        claimed: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+        with self.sessions.begin() as session:
+            due = due_deliveries(session, job_id, channel)
+        for delivery, result in due:
+            with self.sessions.begin() as session:
+                if claim_delivery(session, delivery.id, self.policy):
+                    claimed[delivery.destination].append(
+                        (delivery.id, self.spool.path_of(result.path))
+                    )
+        return claimed
+
+    def _send_dicom(self, job_id: int) -> None:
+        for destination, items in self._claim_due(job_id, Channel.DICOM).items():
+            outcomes = send_files(
+                Destination.parse(destination),
+                [path for _, path in items],
+                calling_ae=self.settings.ae_title,
+                timeout=self.settings.dimse_timeout,
+            )
+            with self.sessions.begin() as session:
+                for (delivery_id, _), outcome in zip(items, outcomes, strict=True):
+                    record_attempt(
+                        session,
+                        delivery_id,
+                        delivered=outcome.stored,
+                        status=outcome.status,
+                        error=outcome.error,
+                        policy=self.policy,
+                    )
+            LOG.info(
+                "job %d: %d/%d objects stored at %s",
+                job_id,
+                sum(o.stored for o in outcomes),
+                len(outcomes),
+                destination,
+            )
+
+    def _send_hl7(self, job_id: int) -> None:
+        for destination, items in self._claim_due(job_id, Channel.HL7).items():
+            host, port = destination.rsplit(":", 1)
+            for delivery_id, path in items:
+                outcome = send_message(host, int(port), path.read_bytes())
+                with self.sessions.begin() as session:
+                    record_attempt(
+                        session,
+                        delivery_id,
+                        delivered=outcome.accepted,
+                        status=outcome.code,
+                        error=outcome.error,
+                        policy=self.policy,
+                    )
+                LOG.info("job %d: HL7 to %s: %s", job_id, destination, outcome)
+
+    def _advance(
+        self,
+        job_id: int,
+        channel: Channel,
+        current: JobState,
+        new: JobState,
+        started: float,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        stage = "deliver" if channel is Channel.DICOM else "notify"
+        with self.sessions.begin() as session:
+            states = channel_states(session, job_id, channel)
+            if DeliveryState.PENDING in states:
+                return  # retries are due later; the reconciler wakes us
+            if DeliveryState.DEAD in states:
+                transition(
+                    session,
+                    job_id,
+                    current,
+                    JobState.FAILED,
+                    f"{channel.value} delivery dead-lettered",
+                    {"timings": {stage: seconds}},
+                    reason=f"{channel.value} delivery failed after "
+                    f"{self.policy.delivery_max_attempts} attempts; replay to retry",
+                    retryable=True,
+                )
+                return
+            transition(
+                session, job_id, current, new, f"{stage} complete", {"timings": {stage: seconds}}
+            )
+
+
+def _file_name(result: EncodedResult) -> str:
+    if result.kind == "oru":
+        return f"oru-{result.control_id}.hl7"
+    return f"{result.kind}-{result.sop_instance_uid}.dcm"
+
+
+def _result_row(job_id: int, result: EncodedResult, relative: str) -> Result:
+    return Result(
+        job_id=job_id,
+        kind=result.kind,
+        sop_class_uid=result.sop_class_uid,
+        series_instance_uid=result.series_instance_uid,
+        sop_instance_uid=result.sop_instance_uid,
+        control_id=result.control_id,
+        path=relative,
+        sha256=hashlib.sha256(result.data).hexdigest(),
+        size_bytes=len(result.data),
+    )

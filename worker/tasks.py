@@ -1,0 +1,100 @@
+"""Thin Celery tasks: they take a job ID and call :class:`worker.runner.JobRunner`.
+
+Each worker process builds its own runner (database engine, spool, model) after the fork, on
+``worker_process_init`` or on first use, and keeps the model loaded across jobs. Nothing touches
+CUDA in the parent process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from pacs_node.config import Settings
+from pacs_node.db.leases import JobPolicy
+from pacs_node.db.session import make_engine, make_session_factory
+from pacs_node.queue import ANALYSE_TASK, DELIVER_TASK, CeleryJobQueue
+from pacs_node.spool import Spool
+from worker.pipeline import Predictor
+from worker.runner import JobRunner
+
+LOG = logging.getLogger(__name__)
+
+TIME_LIMIT_MARGIN_SECONDS = 60.0
+
+
+def load_predictor(settings: Settings) -> Predictor:
+    """Load the configured checkpoint on the configured device (imports torch here only).
+
+    Raises:
+        FileNotFoundError: if the checkpoint does not exist.
+        RuntimeError: if the device is unavailable.
+    """
+    from models.inference import Predictor as ModelPredictor
+
+    return ModelPredictor.load(settings.model, settings.device)
+
+
+class ProcessRunner:
+    """One :class:`JobRunner` per OS process, built lazily (so after any fork)."""
+
+    def __init__(self, settings: Settings, policy: JobPolicy) -> None:
+        self._settings = settings
+        self._policy = policy
+        self._pid: int | None = None
+        self._runner: JobRunner | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> JobRunner:
+        """This process's runner."""
+        with self._lock:
+            if self._runner is None or self._pid != os.getpid():
+                settings = self._settings
+                self._runner = JobRunner(
+                    settings=settings,
+                    policy=self._policy,
+                    sessions=make_session_factory(make_engine(settings.database_url)),
+                    spool=Spool(settings.spool_dir),
+                    queue=CeleryJobQueue(settings.broker_url),
+                    predictor_factory=lambda: load_predictor(settings),
+                )
+                self._pid = os.getpid()
+            return self._runner
+
+
+def register_tasks(
+    app: Celery, settings: Settings, policy: JobPolicy, *, warm_model: bool = False
+) -> ProcessRunner:
+    """Register ``analyse_study`` (queue gpu) and ``deliver_results`` (queue io) on ``app``.
+
+    With ``warm_model`` each worker process loads the model as soon as it starts (after the
+    fork), so the first job does not pay for it.
+
+    Raises:
+        Nothing.
+    """
+    runners = ProcessRunner(settings, policy)
+    time_limit = policy.job_timeout_seconds + TIME_LIMIT_MARGIN_SECONDS
+
+    @app.task(name=ANALYSE_TASK, acks_late=True, time_limit=time_limit)
+    def analyse_study(job_id: int) -> None:
+        runners.get().analyse(int(job_id))
+
+    @app.task(name=DELIVER_TASK, acks_late=True, time_limit=time_limit)
+    def deliver_results(job_id: int) -> None:
+        runners.get().deliver(int(job_id))
+
+    def warm(**_: Any) -> None:
+        try:
+            runners.get().predictor()
+        except Exception:
+            LOG.exception("could not load the model; jobs will fail until it loads")
+
+    if warm_model:
+        worker_process_init.connect(warm, weak=False)
+    return runners
