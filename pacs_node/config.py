@@ -109,6 +109,16 @@ class Settings:
     selection_rules: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
+    # Job control (pacs_node.db.leases.JobPolicy documents each).
+    lease_seconds: float = 60.0
+    max_attempts: int = 3
+    job_timeout_seconds: float = 1800.0
+    requeue_after_seconds: float = 30.0
+    reconcile_interval_seconds: float = 5.0
+    delivery_max_attempts: int = 16
+    delivery_backoff_seconds: float = 30.0
+    delivery_backoff_max_seconds: float = 3600.0
+    delivery_attempt_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         validate_ae_title(self.ae_title)

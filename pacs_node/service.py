@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,7 +107,7 @@ class EdgeService:
     ) -> EdgeService:
         """Open the database, start the worker queue, the SCP, the loops and the admin API.
 
-        ``policy`` defaults to the job-control limits in ``PACS_NODE_*`` environment variables
+        ``policy`` defaults to the job-control limits in ``settings``
         (see :class:`~pacs_node.db.leases.JobPolicy`).
 
         Raises:
@@ -117,7 +116,7 @@ class EdgeService:
             ImportError: in embedded mode, if the worker package is not installed.
             sqlalchemy.exc.OperationalError: if the database cannot be reached.
         """
-        policy = policy or JobPolicy.from_environ(os.environ)
+        policy = policy or JobPolicy.from_settings(settings)
         engine = make_engine(settings.database_url)
         with engine.connect():
             pass  # fail now, clearly, if the database is unreachable

@@ -10,7 +10,6 @@ used its attempts, so a poison study cannot block the queue.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,13 +17,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from pacs_node.config import Settings
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import transition
 from pacs_node.db.tables import Job, JobEvent
 from pacs_node.domain import JobState
 from pacs_node.errors import ConfigError
-
-POLICY_ENV_PREFIX = "PACS_NODE_"
 
 
 @dataclass(frozen=True)
@@ -62,22 +60,13 @@ class JobPolicy:
                 raise ConfigError(f"{item.name} must be positive")
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> JobPolicy:
-        """Read ``PACS_NODE_<FIELD>`` values (e.g. ``PACS_NODE_LEASE_SECONDS``); others default.
+    def from_settings(cls, settings: Settings) -> JobPolicy:
+        """The policy configured in ``settings`` (fields of the same names).
 
         Raises:
-            ConfigError: if a value is not a number or out of range.
+            ConfigError: if a value is out of range.
         """
-        values: dict[str, Any] = {}
-        for item in dataclasses.fields(cls):
-            raw = environ.get(POLICY_ENV_PREFIX + item.name.upper())
-            if raw is None or not raw.strip():
-                continue
-            try:
-                values[item.name] = int(raw) if item.type == "int" else float(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{item.name} must be a number, not {raw!r}") from exc
-        return cls(**values)
+        return cls(**{item.name: getattr(settings, item.name) for item in dataclasses.fields(cls)})
 
     def delivery_backoff(self, attempts: int) -> timedelta:
         """Delay before the next try after ``attempts`` failed tries (exponential, capped)."""

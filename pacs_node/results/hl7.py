@@ -9,6 +9,7 @@ TX. MSH-10 is derived from the job and the status, so a resend is the same messa
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -23,6 +24,8 @@ from pacs_node.results.identity import derive_control_id
 from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.summary import impression_text, ordered_levels
 
+# Characters of impression text per OBX row: below OBX-5's limit, leaving room for escapes.
+IMPRESSION_CHUNK_CHARS = 180
 _ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"}
 
 
@@ -98,7 +101,11 @@ def _rows(
         for m in (m for m in measurements if m.level == level):
             name, unit = codes.MEASUREMENT_CODES[m.name]
             rows.append(_Row("NM", name, _number(m.value), level, unit))
-    rows.append(_Row("TX", codes.IMPRESSION, escape(impression_text(findings))))
+    # OBX-5 is limited in length: a long impression continues in further rows (OBX-4 = 1, 2...).
+    chunks = textwrap.wrap(impression_text(findings), IMPRESSION_CHUNK_CHARS)
+    for number, chunk in enumerate(chunks, start=1):
+        sub_id = str(number) if len(chunks) > 1 else ""
+        rows.append(_Row("TX", codes.IMPRESSION, escape(chunk), sub_id))
     return rows
 
 

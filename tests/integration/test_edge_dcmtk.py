@@ -104,8 +104,8 @@ def test_released_association_with_sagittal_t2_completes_early(tmp_path: Path) -
         sent = dcmtk(STORESCU, "-aec", "LUMBAR_NODE", "127.0.0.1", str(node.port), *map(str, files))
         assert sent.returncode == 0, sent.stderr
         wait_for(
-            "SELECT state, trigger FROM jobs",
+            "SELECT trigger FROM jobs",
             f"sqlite:///{tmp_path}/node.db",
-            [("queued", "released_with_protocol")],
+            [("released_with_protocol",)],
             timeout=15,
         )

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         settings = load_settings(args.config)
         if args.device:
             settings = settings.replace(device=args.device)
-        policy = JobPolicy.from_environ(os.environ)
+        policy = JobPolicy.from_settings(settings)
         app = create_app(settings, policy, warm_model=GPU_QUEUE in queues)
     except (ConfigError, ValueError) as exc:
         print(f"pacs-node worker: error: {exc}", file=sys.stderr)

@@ -122,3 +122,19 @@ def test_missing_linking_or_content_is_rejected(header, findings, context) -> No
         build_oru(no_patient, findings, [], context=context)
     with pytest.raises(ValueError, match="nothing to report"):
         build_oru(header, [], [], context=context)
+
+
+def test_long_impression_continues_over_several_rows(header, context) -> None:
+    """Every finding present at nine levels: the impression is far longer than one OBX-5."""
+    levels = ("T9/T10", "T10/T11", "T11/T12", "T12/L1", "L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1")
+    everything = [
+        LevelFinding(level, key, 0.99, True) for level in levels for key in codes.ABNORMALITY_CODES
+    ]
+    er7 = build_oru(header, everything, [], context=context).to_er7()
+    _parse(er7)
+    impression = [row for row in _obx_rows(er7) if row[2] == "TX"]
+    assert len(impression) > 1
+    assert [row[4] for row in impression] == [str(i) for i in range(1, len(impression) + 1)]
+    assert all(len(row[5]) < 200 for row in impression)
+    text = " ".join(row[5] for row in impression)
+    assert text.startswith("T9/T10:") and text.endswith("not for clinical use.")

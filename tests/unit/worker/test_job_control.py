@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs_node.config import load_settings
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import create_job
 from pacs_node.db.leases import (
@@ -53,13 +54,16 @@ def job(sessions: sessionmaker[Session], job_id: int) -> Job:
         return found
 
 
-def test_policy_from_environment() -> None:
-    policy = JobPolicy.from_environ(
-        {"PACS_NODE_LEASE_SECONDS": "2.5", "PACS_NODE_MAX_ATTEMPTS": "5", "OTHER": "x"}
+def test_policy_from_settings() -> None:
+    settings = load_settings(
+        environ={"PACS_NODE_LEASE_SECONDS": "2.5", "PACS_NODE_MAX_ATTEMPTS": "5", "OTHER": "x"}
     )
+    policy = JobPolicy.from_settings(settings)
     assert (policy.lease_seconds, policy.max_attempts) == (2.5, 5)
     with pytest.raises(ConfigError):
-        JobPolicy.from_environ({"PACS_NODE_MAX_ATTEMPTS": "many"})
+        JobPolicy.from_settings(load_settings(environ={"PACS_NODE_MAX_ATTEMPTS": "0"}))
+    with pytest.raises(ConfigError):
+        load_settings(environ={"PACS_NODE_MAX_ATTEMPTS": "many"})
     with pytest.raises(ConfigError):
         JobPolicy(lease_seconds=0)
     backoff = JobPolicy(delivery_backoff_seconds=30, delivery_backoff_max_seconds=3600)
