@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, text
 
 from pacs_node.hl7.receiver import MllpReceiver
+from tests.helpers.node_process import wait_for_port
+from tests.helpers.services import free_port
 
 STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -37,28 +38,6 @@ FAST_POLICY = {
     "DELIVERY_ATTEMPT_SECONDS": "30",
 }
 """Job-control limits short enough for tests (PACS_NODE_* names without the prefix)."""
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 60.0) -> None:
-    """Block until something accepts connections on the loopback port.
-
-    Raises:
-        TimeoutError: if nothing listens in time.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
 
 
 def make_random_checkpoint(path: Path, *, tiny: bool = True, seed: int = 0) -> Path:

@@ -37,7 +37,7 @@ class NodeProcess:
         raise RuntimeError("no VmRSS")
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
     """Block until something accepts connections on the loopback port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
