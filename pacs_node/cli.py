@@ -29,6 +29,7 @@ ML_COMMANDS = {
     "train": ("worker.commands.train", "train a model from a config file"),
     "evaluate": ("worker.commands.evaluate", "evaluate a checkpoint on held-out data"),
     "worker": ("worker.commands.worker", "run a Celery worker (--queues gpu,io)"),
+    "demo": ("worker.commands.demo", "run the whole product on loopback with a phantom study"),
 }
 
 
@@ -99,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "db":
             from pacs_node.db import migrate
+            from pacs_node.service import check_database
 
+            check_database(settings.database_url)
             getattr(migrate, args.action)(settings.database_url)
             return 0
         if args.command == "force-complete":

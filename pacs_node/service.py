@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Engine
+from kombu import Connection
+from kombu.exceptions import KombuError
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from pacs_node.api.app import create_app
 from pacs_node.api.server import ApiServer
@@ -22,6 +27,7 @@ from pacs_node.config import Settings
 from pacs_node.db.leases import JobPolicy
 from pacs_node.db.ledger import InstanceLedger
 from pacs_node.db.session import make_engine, make_session_factory
+from pacs_node.errors import NodeError
 from pacs_node.queue import CeleryJobQueue, WorkQueue
 from pacs_node.reconciler import Reconciler
 from pacs_node.scp.server import RunningSCP, start_scp
@@ -34,6 +40,103 @@ ASSEMBLY_INTERVAL_SECONDS = 1.0
 
 
 EMBEDDED_WORKER_MODULE = "worker.embedded"
+BROKER_CHECK_SECONDS = 5.0
+
+
+class StartupError(NodeError):
+    """The node cannot start: a peer it needs is unreachable or a resource it needs is taken."""
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+def _masked(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(malformed URL)"
+
+
+def check_database(url: str) -> None:
+    """Open and close one connection to the database.
+
+    Raises:
+        StartupError: if the URL is malformed or the database cannot be reached.
+    """
+    try:
+        engine = make_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        raise StartupError(f"bad database URL {_masked(url)}: {_first_line(exc)}") from exc
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        raise StartupError(f"cannot reach the database {_masked(url)}: {_first_line(exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+def check_broker(url: str, timeout: float = BROKER_CHECK_SECONDS) -> None:
+    """Connect to the Celery broker once.
+
+    Raises:
+        StartupError: if the broker cannot be reached within ``timeout`` seconds.
+    """
+    try:
+        with Connection(url, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+    except (KombuError, OSError) as exc:
+        raise StartupError(f"cannot reach the broker {_masked(url)}: {_first_line(exc)}") from exc
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Fail early, naming the port, when ``host:port`` cannot be bound (port 0 always can).
+
+    Raises:
+        StartupError: if the address is in use or not available here.
+    """
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen for {what} on {host}:{port}: {exc.strerror}"
+            ) from exc
+
+
+def check_checkpoint(path: Path) -> None:
+    """Check that a configured model checkpoint is a readable file.
+
+    Raises:
+        StartupError: if it is missing or unreadable.
+    """
+    try:
+        with path.open("rb") as checkpoint:
+            checkpoint.read(1)
+    except OSError as exc:
+        raise StartupError(f"cannot read the model checkpoint {path}: {exc.strerror}") from exc
+
+
+def check_startup(settings: Settings, *, worker_queue: bool = True) -> None:
+    """Check what ``serve`` needs before starting anything, so a bad setting gives one clear
+    error: the database, both ports and, when ``worker_queue`` (the service starts its own
+    queue), the broker or, embedded, a configured checkpoint.
+
+    Raises:
+        StartupError: naming the first problem found.
+    """
+    check_database(settings.database_url)
+    if worker_queue and not settings.embedded:
+        check_broker(settings.broker_url)
+    elif worker_queue and settings.model is not None:
+        check_checkpoint(settings.model)
+    check_port_free(settings.host, settings.port, "DICOM")
+    check_port_free(settings.api_host, settings.api_port, "the admin API")
 
 
 class ServiceQueue(WorkQueue, Protocol):
@@ -111,15 +214,15 @@ class EdgeService:
         (see :class:`~pacs_node.db.leases.JobPolicy`).
 
         Raises:
+            StartupError: if the database or broker is unreachable, a configured checkpoint is
+                unreadable or a port is taken (see :func:`check_startup`).
             OSError: if the DICOM or the API port cannot be bound.
             ConfigError: if the selection rules or job-control limits are invalid.
             ImportError: in embedded mode, if the worker package is not installed.
-            sqlalchemy.exc.OperationalError: if the database cannot be reached.
         """
         policy = policy or JobPolicy.from_settings(settings)
+        check_startup(settings, worker_queue=queue is None)
         engine = make_engine(settings.database_url)
-        with engine.connect():
-            pass  # fail now, clearly, if the database is unreachable
         sessions = make_session_factory(engine)
         ledger = InstanceLedger(sessions)
         spool = Spool(settings.spool_dir, settings.min_free_bytes)

@@ -57,6 +57,20 @@ class Spool:
             raise ValueError(f"path {relative_path!r} leaves the spool")
         return path
 
+    def discard(self, relative_path: str) -> None:
+        """Remove an instance written in error, and its folders if they are left empty.
+
+        Raises:
+            ValueError: if the path would leave the spool.
+        """
+        path = self.path_of(relative_path)
+        path.unlink(missing_ok=True)
+        for folder in (path.parent, path.parent.parent):
+            try:
+                folder.rmdir()  # only succeeds when empty (a concurrent write keeps it)
+            except OSError:
+                return
+
     def free_bytes(self) -> int:
         """Free space on the spool's file system, for an unprivileged writer."""
         return shutil.disk_usage(self.root).free

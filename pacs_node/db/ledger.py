@@ -92,8 +92,12 @@ class InstanceLedger:
         ).first()
         if existing is not None:
             if existing.series_id != series_id:
+                held_in_study = conn.scalar(
+                    select(Series.study_id).where(Series.id == existing.series_id)
+                )
+                where = "series" if held_in_study == study_id else "study"
                 raise ConflictingInstanceError(
-                    "SOP Instance UID already stored in another series or study"
+                    f"SOP Instance UID already stored in another {where}"
                 )
             conn.execute(
                 update(Instance)

@@ -181,7 +181,7 @@ def handle_store(
             )
         except ConflictingInstanceError as exc:
             # The path is derived from the refused (study, series) pair, so it is ours alone.
-            spool.path_of(stored.relative_path).unlink(missing_ok=True)
+            spool.discard(stored.relative_path)
             raise RefusedError(StoreStatus.DUPLICATE_SOP_INSTANCE, str(exc)) from exc
         studies.add(event.assoc, ds.StudyInstanceUID)
         return StoreStatus.SUCCESS

@@ -277,8 +277,6 @@ def tls_echo(port: int, pki: Path, client_cert: bool) -> bool:
     return ok
 
 
-# pynetdicom's requestor leaves its socket for the garbage collector when a handshake fails.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_tls_with_required_client_certificates(tmp_path: Path, pki: Path) -> None:
     with run_node(
         tmp_path,
@@ -296,7 +294,6 @@ def test_tls_with_required_client_certificates(tmp_path: Path, pki: Path) -> Non
             silent.close()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_tls_without_client_certificates(tmp_path: Path, pki: Path) -> None:
     with run_node(
         tmp_path, tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key")

@@ -67,3 +67,12 @@ def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(OSError, match="No space"):
         atomic_write(tmp_path / "a" / "b.dcm", b"data")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_discard_removes_the_file_and_empty_folders_only(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    kept = spool.write_instance(STUDY, SERIES, SOP, b"keep")
+    lone = spool.write_instance(STUDY, "1.2.3.9", "1.2.3.9.1", b"x")
+    spool.discard(lone.relative_path)
+    assert not (tmp_path / STUDY / "1.2.3.9").exists()
+    assert (tmp_path / kept.relative_path).read_bytes() == b"keep"
