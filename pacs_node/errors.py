@@ -13,6 +13,10 @@ class ConfigError(NodeError, ValueError):
     """A setting is unknown, malformed or inconsistent."""
 
 
+class StartupError(NodeError):
+    """The node cannot start: a peer it needs is unreachable or a resource it needs is taken."""
+
+
 class InvalidIdentifierError(NodeError, ValueError):
     """A UID or AE title from outside does not follow the DICOM grammar."""
 

@@ -27,7 +27,7 @@ from pacs_node.config import Settings
 from pacs_node.db.leases import JobPolicy
 from pacs_node.db.ledger import InstanceLedger
 from pacs_node.db.session import make_engine, make_session_factory
-from pacs_node.errors import NodeError
+from pacs_node.errors import StartupError
 from pacs_node.queue import CeleryJobQueue, WorkQueue
 from pacs_node.reconciler import Reconciler
 from pacs_node.scp.server import RunningSCP, start_scp
@@ -41,10 +41,6 @@ ASSEMBLY_INTERVAL_SECONDS = 1.0
 
 EMBEDDED_WORKER_MODULE = "worker.embedded"
 BROKER_CHECK_SECONDS = 5.0
-
-
-class StartupError(NodeError):
-    """The node cannot start: a peer it needs is unreachable or a resource it needs is taken."""
 
 
 def _first_line(exc: BaseException) -> str:
