@@ -1,0 +1,182 @@
+"""Typed model and training configurations, stored as JSON (open_clip style).
+
+Every key of the JSON files in ``models/configs/`` is a field of one of these dataclasses; the
+docstrings say what each one means. Configs are frozen: build a new one with
+:func:`dataclasses.replace` to change a value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the lumbar network.
+
+    Attributes:
+        image_encoder: registered image encoder name (see ``models.image_encoders``).
+        tiny: build the encoder's tiny variant (tests only).
+        in_chans: input channels (1 = T2 only, 2 = T1 + T2).
+        img_size: square model input size in pixels.
+        decoder_channels: channels of the FPN decoder.
+        embed_dim: dimension of the shared image/text space.
+        text_dim: dimension of the raw text encoder embeddings (384 for MiniLM).
+        projection: text/image projection head, ``"linear"`` or ``"mlp"``.
+        seg_head: ``"text"`` (pixel-prompt dot product), ``"universal"`` (per-class dynamic
+            heads from a text controller) or ``"visual"`` (learned class vectors, the ablation).
+        num_structures: foreground classes (label values 1..num_structures).
+        level_dilation_px: dilation of a disc mask (model pixels) to form its level region.
+        pool_heads: attention heads of the slice pooling.
+        prompt_offsets: add learnable per-class offsets to the structure text embeddings.
+        center_prompts: subtract the mean structure embedding before projecting. Level prompts
+            are nearly collinear (cosine ~0.9 with MiniLM); centring keeps only what tells the
+            classes apart, so text-initialised queries start as distinct as learned ones.
+        prompt_variants_per_query: language augmentation in training: each class query is the
+            mean of this many randomly drawn prompt variants (1 = one variant, the noisiest).
+    """
+
+    image_encoder: str = "convnextv2_atto"
+    tiny: bool = False
+    in_chans: int = 2
+    img_size: int = 128
+    decoder_channels: int = 64
+    embed_dim: int = 64
+    text_dim: int = 384
+    projection: str = "linear"
+    seg_head: str = "text"
+    num_structures: int = 20
+    level_dilation_px: int = 4
+    pool_heads: int = 4
+    prompt_offsets: bool = False
+    center_prompts: bool = True
+    prompt_variants_per_query: int = 1
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage.
+
+    Attributes:
+        name: ``"mim"`` (masked-image pretraining), ``"contrastive"`` (image-report soft CLIP)
+            or ``"supervised"`` (segmentation + abnormalities).
+        steps: optimiser steps.
+        lr: peak learning rate (cosine decay after a short warm-up).
+        batch_studies: studies per step.
+        max_slices: at most this many sagittal slices per study per step (central ones kept).
+    """
+
+    name: str
+    steps: int
+    lr: float = 2e-3
+    batch_studies: int = 1
+    max_slices: int = 12
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A full training recipe.
+
+    Attributes:
+        model: the architecture.
+        stages: stages run in order.
+        train_seeds: phantom seeds ``[start, stop)`` used for training.
+        val_seeds: phantom seeds ``[start, stop)`` used to tune thresholds (never trained on).
+        phantom_size: phantom preset, ``"small"`` or ``"standard"``.
+        text_encoder: local HF BERT directory; empty = the packaged MiniLM.
+        target_fpr: false-positive rate the per-class thresholds are tuned to.
+        abnormality_weight: weight of the abnormality loss in the supervised stage.
+        seed: torch seed.
+        log_every: steps between log lines / curve points.
+        checkpoint_every: steps between resumable checkpoints.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stages: tuple[StageConfig, ...] = (StageConfig(name="supervised", steps=300),)
+    train_seeds: tuple[int, int] = (1000, 1200)
+    val_seeds: tuple[int, int] = (5000, 5020)
+    phantom_size: str = "small"
+    text_encoder: str = ""
+    target_fpr: float = 0.05
+    abnormality_weight: float = 1.0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+
+
+def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:
+    """Build a :class:`ModelConfig`, rejecting unknown keys.
+
+    Raises:
+        ValueError: on an unknown key.
+    """
+    _check_keys(ModelConfig, raw)
+    return ModelConfig(**raw)
+
+
+def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """Build a :class:`TrainConfig` from parsed JSON.
+
+    Raises:
+        ValueError: on an unknown key or stage name.
+    """
+    _check_keys(TrainConfig, raw)
+    values = dict(raw)
+    if "model" in values:
+        values["model"] = model_config_from_dict(values["model"])
+    if "stages" in values:
+        stages = []
+        for stage in values["stages"]:
+            _check_keys(StageConfig, stage)
+            if stage["name"] not in ("mim", "contrastive", "supervised"):
+                raise ValueError(f"unknown stage {stage['name']!r}")
+            stages.append(StageConfig(**stage))
+        values["stages"] = tuple(stages)
+    for key in ("train_seeds", "val_seeds"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return TrainConfig(**values)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a training config; a bare name means ``models/configs/<name>.json``.
+
+    Raises:
+        OSError: if the file cannot be read.
+        ValueError: if the content is not a valid config.
+    """
+    candidate = Path(path)
+    if not candidate.suffix:
+        candidate = CONFIG_DIR / f"{path}.json"
+    return train_config_from_dict(json.loads(candidate.read_text()))
+
+
+def config_to_json(config: ModelConfig | TrainConfig) -> str:
+    """Serialise a config to canonical JSON (sorted keys).
+
+    Raises:
+        TypeError: if a field cannot be serialised.
+    """
+    return json.dumps(asdict(config), sort_keys=True)
+
+
+def config_hash(config: ModelConfig) -> str:
+    """Short stable hash of a model config (first 16 hex digits of its sha256).
+
+    Raises:
+        TypeError: if a field cannot be serialised.
+    """
+    return hashlib.sha256(config_to_json(config).encode()).hexdigest()[:16]
+
+
+def _check_keys(cls: type, raw: dict[str, Any]) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")

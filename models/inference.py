@@ -1,0 +1,202 @@
+"""Inference: a :class:`Predictor` turns a study's volumes (numpy) into a :class:`StudyPrediction`.
+
+The SAG_T2 series is the reference: the label map comes back in its geometry, with its exact shape.
+SAG_T1 is used as the second channel when present (else T2 is duplicated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.checkpoint import CheckpointMeta, file_sha256, load_checkpoint
+from models.labels import load_label_scheme
+from models.network import LumbarNet
+from models.postprocess import (
+    disc_height_mm,
+    enforce_level_order,
+    largest_components,
+    superior_coordinate,
+)
+from models.preprocess import SquareGeometry, from_model_space, stack_channels, to_model_space
+
+CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "lumbar_default.safetensors"
+REFERENCE_ROLE = "SAG_T2"
+
+
+@dataclass
+class VolumeInput:
+    """One series as the model sees it.
+
+    Attributes:
+        pixels: (slices, rows, cols) float32, slices in the order given.
+        pixel_spacing: (row spacing, col spacing) in mm.
+        slice_positions_mm: (slices,) position of each slice along the slice normal.
+        orientation: ImageOrientationPatient (6 direction cosines).
+    """
+
+    pixels: np.ndarray
+    pixel_spacing: tuple[float, float]
+    slice_positions_mm: np.ndarray
+    orientation: tuple[float, ...]
+
+
+@dataclass
+class StudyPrediction:
+    """Everything the model says about one study (numpy and plain Python only)."""
+
+    label_map: np.ndarray
+    reference_role: str
+    level_probabilities: dict[str, dict[str, float]]
+    level_calls: dict[str, dict[str, bool]]
+    measurements: dict[str, dict[str, float]]
+    structures_found: list[str]
+    model_name: str
+    model_version: str
+    config_hash: str
+    checkpoint_sha256: str
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.
+
+    Raises:
+        RuntimeError: if a CUDA device is asked for and none is available.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA requested but not available")
+    return resolved
+
+
+class Predictor:
+    """A loaded model ready to analyse studies."""
+
+    def __init__(
+        self,
+        model: LumbarNet,
+        meta: CheckpointMeta,
+        checkpoint_sha256: str,
+        device: torch.device,
+        batch_size: int = 16,
+    ) -> None:
+        """Wrap a model; prefer :meth:`load`.
+
+        Raises:
+            Nothing.
+        """
+        self.model = model.to(device).eval()
+        self.meta = meta
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.device = device
+        self.batch_size = batch_size
+        scheme = load_label_scheme()
+        self._names = {s.value: s.name for s in scheme.structures}
+        self._vertebrae = [s.value for s in scheme.vertebrae]
+        self._discs = [s.value for s in scheme.discs]
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, device: str = "auto") -> Predictor:
+        """Load a checkpoint; None means the shipped one in ``models/checkpoints/``.
+
+        Raises:
+            FileNotFoundError: if the checkpoint does not exist.
+            ValueError: if it is not a valid checkpoint.
+            RuntimeError: if the device is unavailable.
+        """
+        path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        model, meta = load_checkpoint(path)
+        return cls(model, meta, file_sha256(path), resolve_device(device))
+
+    @torch.no_grad()
+    def predict(self, volumes: Mapping[str, VolumeInput]) -> StudyPrediction:
+        """Analyse one study; ``volumes`` maps series roles (SAG_T2 required) to volumes.
+
+        Raises:
+            ValueError: if there is no SAG_T2 volume or it is not 3D.
+        """
+        if REFERENCE_ROLE not in volumes:
+            raise ValueError(f"a {REFERENCE_ROLE} volume is required")
+        ref = volumes[REFERENCE_ROLE]
+        if ref.pixels.ndim != 3:
+            raise ValueError("volumes must be (slices, rows, cols)")
+        t1 = volumes.get("SAG_T1")
+        config = self.meta.config
+        stacked = stack_channels(ref.pixels, None if t1 is None else t1.pixels, config.in_chans)
+        geometry = SquareGeometry(ref.pixels.shape[1], ref.pixels.shape[2], config.img_size)
+        images = to_model_space(torch.from_numpy(stacked), geometry, "bilinear").to(self.device)
+        positions = torch.as_tensor(ref.slice_positions_mm, dtype=torch.float32, device=self.device)
+
+        logits, features = self._segment(images)
+        scale = geometry.side / config.img_size
+        model_spacing = (ref.pixel_spacing[0] * scale, ref.pixel_spacing[1] * scale)
+        model_labels = self._clean(logits.argmax(1).cpu().numpy(), ref.orientation, model_spacing)
+        output = self.model.levels(
+            logits, features, torch.from_numpy(model_labels).to(self.device).long(), positions
+        )
+        label_map = self._clean(
+            np.stack(
+                [from_model_space(s[None], geometry)[0].argmax(0).cpu().numpy() for s in logits]
+            ),
+            ref.orientation,
+            ref.pixel_spacing,
+        ).astype(np.uint8)
+        return self._prediction(label_map, output.level_logits, output.level_valid, ref)
+
+    def _segment(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [self.model.segment(chunk)[:2] for chunk in images.split(self.batch_size)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _clean(
+        self, labels: np.ndarray, orientation: tuple[float, ...], spacing: tuple[float, float]
+    ) -> np.ndarray:
+        spine = set(self._vertebrae) | set(self._discs)
+        cleaned = largest_components(labels, [v for v in self._names if v not in spine])
+        superior = superior_coordinate(labels.shape[1:], orientation, spacing)
+        cleaned = enforce_level_order(cleaned, self._vertebrae, superior)
+        return enforce_level_order(cleaned, self._discs, superior)
+
+    def _prediction(
+        self,
+        label_map: np.ndarray,
+        level_logits: torch.Tensor,
+        level_valid: torch.Tensor,
+        ref: VolumeInput,
+    ) -> StudyPrediction:
+        meta = self.meta
+        probabilities = torch.sigmoid(level_logits).cpu().numpy()
+        level_probabilities: dict[str, dict[str, float]] = {}
+        level_calls: dict[str, dict[str, bool]] = {}
+        measurements: dict[str, dict[str, float]] = {}
+        for i, (level, value) in enumerate(zip(meta.level_names, meta.disc_values, strict=True)):
+            if not bool(level_valid[i]):
+                continue
+            level_probabilities[level] = {
+                k: float(probabilities[i, j]) for j, k in enumerate(meta.abnormality_keys)
+            }
+            level_calls[level] = {
+                k: p >= meta.thresholds.get(k, 0.5) for k, p in level_probabilities[level].items()
+            }
+            height = disc_height_mm(label_map == value, ref.pixel_spacing)
+            if np.isfinite(height):
+                measurements[level] = {"disc_height_mm": height}
+        found = sorted(int(v) for v in np.unique(label_map) if int(v) in self._names)
+        return StudyPrediction(
+            label_map=label_map,
+            reference_role=REFERENCE_ROLE,
+            level_probabilities=level_probabilities,
+            level_calls=level_calls,
+            measurements=measurements,
+            structures_found=[self._names[v] for v in found],
+            model_name=meta.model_name,
+            model_version=meta.model_version,
+            config_hash=meta.config_hash,
+            checkpoint_sha256=self.checkpoint_sha256,
+        )

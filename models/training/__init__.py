@@ -1,0 +1,1 @@
+"""Training and evaluation of the lumbar network (used by ``pacs-node train`` / ``evaluate``)."""

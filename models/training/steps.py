@@ -1,0 +1,121 @@
+"""One optimiser step's loss for each training stage (mim, contrastive, supervised)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as nnf
+
+from models.data.samples import ModelSample
+from models.losses import (
+    SoftClipLoss,
+    abnormality_loss,
+    masked_reconstruction_loss,
+    segmentation_loss,
+)
+from models.network import LumbarNet
+
+MIM_PATCH = 16
+MIM_RATIO = 0.6
+
+
+def central_slices(count: int, max_slices: int) -> slice:
+    """The central ``max_slices`` of ``count`` slices (all of them if fewer)."""
+    if count <= max_slices:
+        return slice(0, count)
+    start = (count - max_slices) // 2
+    return slice(start, start + max_slices)
+
+
+def augment(images: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """Intensity augmentation per channel: gamma, contrast scale, Gaussian noise; kept in [0, 1]."""
+    out = []
+    for c in range(images.shape[1]):
+        channel = images[:, c].clamp(0, 1) ** rng.uniform(0.7, 1.4)
+        channel = channel * rng.uniform(0.85, 1.15) + torch.randn_like(channel) * rng.uniform(
+            0, 0.03
+        )
+        out.append(channel.clamp(0, 1))
+    return torch.stack(out, dim=1)
+
+
+def supervised_loss(
+    model: LumbarNet,
+    batch: list[ModelSample],
+    rng: random.Random,
+    max_slices: int,
+    pos_weight: torch.Tensor,
+    abnormality_weight: float,
+) -> dict[str, torch.Tensor]:
+    """Segmentation (partial-label aware) + abnormality loss over the batch's studies.
+
+    Raises:
+        ValueError: if a sample has no labels.
+    """
+    seg_total = torch.zeros(())
+    abn_total = torch.zeros(())
+    for sample in batch:
+        if sample.labels is None:
+            raise ValueError("supervised stage needs labelled samples")
+        keep = central_slices(sample.images.shape[0], max_slices)
+        images = augment(sample.images[keep], rng)
+        labels = sample.labels[keep]
+        output = model.forward_study(
+            images, sample.positions_mm[keep], labels, augment_prompts=True
+        )
+        annotated = sample.annotated.unsqueeze(0).expand(images.shape[0], -1)
+        seg_total = seg_total + segmentation_loss(output.seg_logits, labels, annotated)
+        valid = sample.findings_valid & output.level_valid
+        abn_total = abn_total + abnormality_loss(
+            output.level_logits, sample.findings, valid, pos_weight
+        )
+    seg = seg_total / len(batch)
+    abn = abn_total / len(batch)
+    return {"loss": seg + abnormality_weight * abn, "seg": seg, "abn": abn}
+
+
+def contrastive_loss(
+    model: LumbarNet, batch: list[ModelSample], rng: random.Random, max_slices: int
+) -> dict[str, torch.Tensor]:
+    """Soft CLIP loss between series embeddings and report embeddings.
+
+    Raises:
+        ValueError: if a sample has no report embedding or the batch has fewer than 2 studies.
+    """
+    if len(batch) < 2:
+        raise ValueError("contrastive stage needs at least 2 studies per batch")
+    stacks, positions, valid = [], [], []
+    for sample in batch:
+        if sample.report_embedding is None:
+            raise ValueError("contrastive stage needs report embeddings")
+        keep = central_slices(sample.images.shape[0], max_slices)
+        images = augment(sample.images[keep], rng)
+        pad = max_slices - images.shape[0]
+        stacks.append(nnf.pad(images, (0, 0, 0, 0, 0, 0, 0, pad)))
+        positions.append(nnf.pad(sample.positions_mm[keep], (0, pad)))
+        valid.append(torch.arange(max_slices) < images.shape[0])
+    image = model.encode_series(torch.stack(stacks), torch.stack(positions), torch.stack(valid))
+    text = model.encode_text(torch.stack([s.report_embedding for s in batch]))  # type: ignore[misc]
+    findings = torch.stack([s.findings.flatten() for s in batch])
+    scale = model.logit_scale.exp().clamp(max=100.0)
+    loss = SoftClipLoss()(image, text, scale, findings)
+    return {"loss": loss, "clip": loss}
+
+
+def mim_loss(
+    model: LumbarNet, batch: list[ModelSample], rng: random.Random, max_slices: int
+) -> dict[str, torch.Tensor]:
+    """Masked-image modelling: mask 60% of 16x16 patches, reconstruct them (dense FCMAE-like).
+
+    Raises:
+        Nothing.
+    """
+    images = torch.cat([s.images[central_slices(s.images.shape[0], max_slices)] for s in batch])
+    n, _, h, w = images.shape
+    generator = torch.Generator().manual_seed(rng.randrange(2**31))
+    grid = torch.rand(n, 1, h // MIM_PATCH, w // MIM_PATCH, generator=generator) < MIM_RATIO
+    mask = nnf.interpolate(grid.float(), size=(h, w), mode="nearest")
+    reconstruction = model.reconstruct(images * (1 - mask))
+    loss = masked_reconstruction_loss(reconstruction, images, mask)
+    return {"loss": loss, "mim": loss}

@@ -1,0 +1,279 @@
+"""The training loop: stages from a :class:`TrainConfig`, progress bars, curves, resumable.
+
+Outputs in ``out_dir``: ``resume.pt`` (model + optimiser + position, ``weights_only`` loadable),
+``history.json`` and ``curves.png`` (logged losses), and the final ``model.safetensors`` with
+per-class thresholds tuned on the validation seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from tqdm import tqdm
+
+from models.checkpoint import CheckpointMeta, save_checkpoint
+from models.config import StageConfig, TrainConfig, config_to_json
+from models.data.samples import ModelSample, StudySample, to_model_sample
+from models.inference import Predictor
+from models.labels import load_label_scheme
+from models.network import LumbarNet
+from models.prompts import build_prompt_bank
+from models.text_encoder import TextEncoder
+from models.training.cache import build_cache, load_cache, positive_weights
+from models.training.evaluate import phantom_samples, tune_thresholds
+from models.training.steps import contrastive_loss, mim_loss, supervised_loss
+
+WARMUP_FRACTION = 0.05
+
+
+@dataclass
+class TrainResult:
+    """Where training put its outputs."""
+
+    checkpoint: Path
+    sha256: str
+    history: list[dict[str, float]]
+
+
+def learning_rate(stage: StageConfig, step: int) -> float:
+    """Linear warm-up then cosine decay to 5% of the peak."""
+    warmup = max(1, int(stage.steps * WARMUP_FRACTION))
+    if step < warmup:
+        return stage.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, stage.steps - warmup)
+    return stage.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_model(config: TrainConfig, text_encoder: TextEncoder) -> LumbarNet:
+    """A fresh network with prompt embeddings from ``text_encoder``.
+
+    Raises:
+        ValueError: if the config does not fit the label scheme.
+    """
+    scheme = load_label_scheme()
+    torch.manual_seed(config.seed)
+    bank = build_prompt_bank(text_encoder, scheme)
+    return LumbarNet(config.model, bank, tuple(d.value for d in scheme.discs))
+
+
+def train(
+    config: TrainConfig,
+    cache_dir: Path,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    text_encoder: TextEncoder | None = None,
+    version: str = "0.1.0",
+    extra: dict[str, str] | None = None,
+    extra_samples: Sequence[StudySample] = (),
+) -> TrainResult:
+    """Run every stage, tune thresholds on the validation seeds and save the checkpoint.
+
+    ``extra_samples`` (e.g. SPIDER, RSNA or DICOM + SEG studies a site has) join the phantom
+    training set: labelled ones in the supervised stage, those with reports in the contrastive
+    stage, all of them in masked-image pretraining.
+
+    Raises:
+        OSError: if outputs cannot be written.
+        ValueError: on an invalid config.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = text_encoder or TextEncoder.from_directory(config.text_encoder or None)
+    model = build_model(config, encoder)
+    samples = load_cache(
+        build_cache(
+            range(*config.train_seeds),
+            cache_dir,
+            config.phantom_size,
+            config.model.img_size,
+            config.model.in_chans,
+            encoder,
+            progress,
+        )
+    )
+    scheme = load_label_scheme()
+    for study in extra_samples:
+        sample = to_model_sample(study, scheme, config.model.img_size, config.model.in_chans)
+        if study.report:
+            sample.report_embedding = encoder.encode([study.report])[0]
+        samples.append(sample)
+    pos_weight = positive_weights(samples)
+    history: list[dict[str, float]] = []
+    start_stage, start_step = 0, 0
+    resume_path = out_dir / "resume.pt"
+    optimizer_state = None
+    if resume and resume_path.is_file():
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        start_stage, start_step = int(state["stage"]), int(state["step"])
+        history = json.loads(state["history"])
+        optimizer_state = state["optimizer"]
+    for index, stage in enumerate(config.stages):
+        if index < start_stage:
+            continue
+        first = start_step if index == start_stage else 0
+        _run_stage(
+            model,
+            config,
+            index,
+            stage,
+            samples,
+            pos_weight,
+            history,
+            resume_path,
+            first,
+            optimizer_state if index == start_stage else None,
+            progress,
+        )
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    plot_history(history, out_dir / "curves.png")
+    return _finish(model, config, out_dir, version, extra or {}, history, progress)
+
+
+def _run_stage(
+    model: LumbarNet,
+    config: TrainConfig,
+    index: int,
+    stage: StageConfig,
+    samples: list[ModelSample],
+    pos_weight: torch.Tensor,
+    history: list[dict[str, float]],
+    resume_path: Path,
+    first_step: int,
+    optimizer_state: dict[str, Any] | None,
+    progress: bool,
+) -> None:
+    model.train()
+    optimizer = torch.optim.AdamW(
+        (p for p in model.parameters() if p.requires_grad), lr=stage.lr, weight_decay=0.05
+    )
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    pool = stage_pool(stage.name, samples)
+    bar = tqdm(range(first_step, stage.steps), desc=stage.name, disable=not progress)
+    running: dict[str, float] = {}
+    for step in bar:
+        rng = random.Random(config.seed * 1_000_003 + index * 100_003 + step)
+        batch = rng.sample(pool, min(stage.batch_studies, len(pool)))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(stage, step)
+        if stage.name == "supervised":
+            losses = supervised_loss(
+                model, batch, rng, stage.max_slices, pos_weight, config.abnormality_weight
+            )
+        elif stage.name == "contrastive":
+            losses = contrastive_loss(model, batch, rng, stage.max_slices)
+        else:
+            losses = mim_loss(model, batch, rng, stage.max_slices)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        for key, value in losses.items():
+            running[key] = running.get(key, 0.0) + float(value.detach())
+        if (step + 1) % config.log_every == 0 or step + 1 == stage.steps:
+            count = (step % config.log_every) + 1
+            point = {k: v / count for k, v in running.items()}
+            history.append({"stage": float(index), "step": float(step + 1), **point})
+            bar.set_postfix({k: f"{v:.3f}" for k, v in point.items()})
+            running = {}
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == stage.steps:
+            done = step + 1 == stage.steps
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict() if not done else {},
+                    "stage": index + 1 if done else index,
+                    "step": 0 if done else step + 1,
+                    "history": json.dumps(history),
+                },
+                resume_path,
+            )
+
+
+def stage_pool(name: str, samples: list[ModelSample]) -> list[ModelSample]:
+    """The samples a stage can use: labelled (supervised), with reports (contrastive), all (mim).
+
+    Raises:
+        ValueError: if no sample fits the stage.
+    """
+    if name == "supervised":
+        pool = [s for s in samples if s.labels is not None]
+    elif name == "contrastive":
+        pool = [s for s in samples if s.report_embedding is not None]
+    else:
+        pool = list(samples)
+    if not pool:
+        raise ValueError(f"no training sample fits the {name} stage")
+    return pool
+
+
+def _finish(
+    model: LumbarNet,
+    config: TrainConfig,
+    out_dir: Path,
+    version: str,
+    extra: dict[str, str],
+    history: list[dict[str, float]],
+    progress: bool,
+) -> TrainResult:
+    scheme = load_label_scheme()
+    model.eval()
+    meta = CheckpointMeta(
+        config=config.model,
+        model_version=version,
+        disc_values=tuple(d.value for d in scheme.discs),
+        level_names=tuple(d.name for d in scheme.discs),
+        abnormality_keys=tuple(a.key for a in scheme.abnormalities),
+        thresholds={a.key: 0.5 for a in scheme.abnormalities},
+        extra={**extra, "train_config": config_to_json(config)},
+    )
+    predictor = Predictor(model, meta, "", torch.device("cpu"))
+    validation = list(phantom_samples(range(*config.val_seeds), config.phantom_size))
+    meta = replace(meta, thresholds=tune_thresholds(predictor, validation, config.target_fpr))
+    path = out_dir / "model.safetensors"
+    sha = save_checkpoint(model, meta, path)
+    if progress:
+        print(f"saved {path} sha256={sha}")
+    return TrainResult(path, sha, history)
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    """Plot every logged loss against the global step, one line per key and stage.
+
+    Raises:
+        OSError: if the PNG cannot be written.
+    """
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    offsets: dict[int, float] = {}
+    total = 0.0
+    for point in history:
+        stage = int(point["stage"])
+        if stage not in offsets:
+            offsets[stage] = total
+        total = max(total, offsets[stage] + point["step"])
+    keys = sorted({k for p in history for k in p if k not in ("stage", "step")})
+    for key in keys:
+        points = [(offsets[int(p["stage"])] + p["step"], p[key]) for p in history if key in p]
+        if points:
+            axis.plot(*zip(*points, strict=True), label=key)
+    axis.set_xlabel("global step")
+    axis.set_ylabel("loss")
+    axis.set_yscale("log")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

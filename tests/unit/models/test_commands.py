@@ -1,0 +1,57 @@
+"""``pacs-node train`` and ``pacs-node evaluate`` end to end on two phantom studies (tiny model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.checkpoint import load_checkpoint
+from worker.commands import evaluate as evaluate_command
+from worker.commands import train as train_command
+
+TINY = {
+    "model": {
+        "tiny": True,
+        "img_size": 64,
+        "decoder_channels": 16,
+        "embed_dim": 16,
+        "pool_heads": 2,
+    },
+    "stages": [
+        {"name": "mim", "steps": 1, "batch_studies": 2, "max_slices": 2},
+        {"name": "contrastive", "steps": 2, "batch_studies": 2, "max_slices": 2},
+        {"name": "supervised", "steps": 3, "batch_studies": 1, "max_slices": 3},
+    ],
+    "train_seeds": [11, 13],
+    "val_seeds": [21, 22],
+    "log_every": 1,
+    "checkpoint_every": 2,
+}
+
+
+def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    out = tmp_path / "run"
+    common = ["--config", str(config), "--out", str(out), "--cache", str(tmp_path / "cache")]
+    assert train_command.main([*common, "--quiet", "--threads", "1"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [int(p["stage"]) for p in history] == [0, 1, 1, 2, 2, 2]
+    assert (out / "curves.png").stat().st_size > 0
+    _, meta = load_checkpoint(out / "model.safetensors")
+    assert set(meta.thresholds) == set(meta.abnormality_keys)
+    assert "pacs-node train" in meta.extra["command"]
+    # resuming a finished run only re-tunes and re-saves
+    assert train_command.main([*common, "--quiet", "--resume", "--threads", "1"]) == 0
+    assert json.loads((out / "history.json").read_text()) == history
+
+    metrics = tmp_path / "metrics.json"
+    argv = ["--checkpoint", f"tiny={out / 'model.safetensors'}", "--seeds", "31:32"]
+    assert evaluate_command.main([*argv, "--json", str(metrics), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "mIoU (19 structures)" in printed and "retrieval R@1" in printed
+    result = json.loads(metrics.read_text())["tiny"]
+    assert 0 <= result["miou"] <= 1 and result["studies"] == 1
+    assert set(result["abnormalities"]) >= {"all", "disc_bulge"}

@@ -1,0 +1,137 @@
+"""Training: a short run must reduce the loss; stage steps, schedule and config parsing."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.config import (
+    ModelConfig,
+    StageConfig,
+    config_hash,
+    load_train_config,
+    train_config_from_dict,
+)
+from models.data.samples import ModelSample, load_model_sample, save_model_sample
+from models.network import LumbarNet
+from models.prompts import PromptBank
+from models.training.cache import positive_weights
+from models.training.steps import central_slices, contrastive_loss, mim_loss, supervised_loss
+from models.training.trainer import learning_rate, plot_history, stage_pool
+
+
+def toy_sample(spine: Callable[..., np.ndarray], seed: int) -> ModelSample:
+    labels = torch.from_numpy(spine(4, 64, seed)).long()
+    rng = torch.Generator().manual_seed(seed)
+    images = (labels.float() / 20)[:, None].repeat(1, 2, 1, 1) + 0.05 * torch.rand(
+        4, 2, 64, 64, generator=rng
+    )
+    findings = torch.zeros(9, 5)
+    findings[seed % 9, seed % 5] = 1
+    return ModelSample(
+        images=images.clamp(0, 1),
+        labels=labels,
+        annotated=torch.ones(21, dtype=torch.bool),
+        positions_mm=torch.arange(4.0) * 4,
+        findings=findings,
+        findings_valid=torch.ones(9, dtype=torch.bool),
+        report_embedding=torch.randn(32, generator=rng),
+    )
+
+
+def test_short_supervised_run_reduces_loss(
+    tiny_bank: PromptBank,
+    tiny_config: Callable[..., ModelConfig],
+    discs: tuple[int, ...],
+    spine: Callable[..., np.ndarray],
+) -> None:
+    torch.manual_seed(0)
+    model = LumbarNet(tiny_config(), tiny_bank, discs).train()
+    samples = [toy_sample(spine, s) for s in range(3)]
+    weights = positive_weights(samples)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    losses = []
+    for step in range(25):
+        rng = random.Random(step)
+        loss = supervised_loss(model, [samples[step % 3]], rng, 4, weights, 1.0)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach().item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_contrastive_and_mim_steps_give_finite_gradients(
+    tiny_net: LumbarNet, spine: Callable[..., np.ndarray]
+) -> None:
+    samples = [toy_sample(spine, s) for s in range(3)]
+    tiny_net.train()
+    for loss in (
+        contrastive_loss(tiny_net, samples, random.Random(0), 3)["loss"],
+        mim_loss(tiny_net, samples[:2], random.Random(0), 2)["loss"],
+    ):
+        tiny_net.zero_grad()
+        loss.backward()
+        assert torch.isfinite(loss)
+    with pytest.raises(ValueError):
+        contrastive_loss(tiny_net, samples[:1], random.Random(0), 3)
+
+
+def test_sample_cache_round_trip(tmp_path: Path, spine: Callable[..., np.ndarray]) -> None:
+    sample = toy_sample(spine, 1)
+    save_model_sample(sample, tmp_path / "s.npz")
+    back = load_model_sample(tmp_path / "s.npz")
+    assert back.labels is not None and sample.labels is not None
+    assert torch.equal(back.labels, sample.labels)
+    assert torch.allclose(back.images, sample.images, atol=1e-3)
+    assert back.report_embedding is not None
+    assert torch.equal(back.findings, sample.findings)
+
+
+def test_schedule_central_slices_and_plot(tmp_path: Path) -> None:
+    stage = StageConfig(name="supervised", steps=100, lr=1.0)
+    assert learning_rate(stage, 0) == pytest.approx(0.2)
+    assert learning_rate(stage, 5) == pytest.approx(1.0)
+    assert learning_rate(stage, 99) < 0.06
+    assert central_slices(10, 4) == slice(3, 7) and central_slices(3, 4) == slice(0, 3)
+    plot_history(
+        [{"stage": 0.0, "step": 1.0, "loss": 2.0}, {"stage": 1.0, "step": 1.0, "loss": 1.0}],
+        tmp_path / "c.png",
+    )
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_configs_parse_and_reject_unknown_keys(tmp_path: Path) -> None:
+    default = load_train_config("default")
+    visual = load_train_config("visual_only")
+    assert default.model.seg_head == "text" and visual.model.seg_head == "visual"
+    assert default.stages == visual.stages
+    assert set(range(*default.train_seeds)).isdisjoint(range(*default.val_seeds))
+    assert config_hash(default.model) != config_hash(visual.model)
+    with pytest.raises(ValueError):
+        train_config_from_dict({"model": {"nope": 1}})
+    with pytest.raises(ValueError):
+        train_config_from_dict({"stages": [{"name": "dance", "steps": 1}]})
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"seed": 3}))
+    assert load_train_config(path).seed == 3
+
+
+def test_stage_pools_follow_what_samples_carry(spine: Callable[..., np.ndarray]) -> None:
+    labelled = toy_sample(spine, 0)
+    report_only = toy_sample(spine, 1)
+    report_only.labels = None
+    plain = toy_sample(spine, 2)
+    plain.labels, plain.report_embedding = None, None
+    samples = [labelled, report_only, plain]
+    assert stage_pool("supervised", samples) == [labelled]
+    assert stage_pool("contrastive", samples) == [labelled, report_only]
+    assert stage_pool("mim", samples) == samples
+    with pytest.raises(ValueError):
+        stage_pool("supervised", [plain])

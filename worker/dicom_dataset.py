@@ -1,0 +1,220 @@
+"""DICOM datasets for training and evaluation: generic DICOM + DICOM SEG folders, RSNA 2024.
+
+``models`` may not import DICOM code, so the readers live here and hand ``models`` plain
+:class:`~models.data.samples.StudySample` objects.
+
+- A generic folder holds any number of studies as DICOM files (any layout). Series are grouped by
+  SeriesInstanceUID; each DICOM SEG is mapped onto the series it references, and its segments are
+  matched to the label scheme by SegmentLabel (structure name, e.g. ``L4/L5``, or its prompt).
+  Structures without a segment are marked unannotated (partial labels).
+- RSNA studies (``models.data.rsna``) are read from their series folders, unlabelled, with a
+  report built from the grades (for contrastive training).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from models.data.rsna import RsnaStudy
+from models.data.samples import StudySample
+from models.labels import LabelScheme
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+POSITION_TOLERANCE_MM = 0.5
+
+
+@dataclass
+class SeriesVolume:
+    """One image series sorted along its slice normal."""
+
+    series_uid: str
+    study_uid: str
+    description: str
+    echo_time: float
+    pixels: np.ndarray  # (slices, rows, cols) float32
+    pixel_spacing: tuple[float, float]
+    positions_mm: np.ndarray  # (slices,) along the normal
+    orientation: tuple[float, ...]
+    normal: np.ndarray
+
+    @property
+    def is_sagittal(self) -> bool:
+        """True when the slice normal points left-right."""
+        return bool(abs(self.normal[0]) > 0.8)
+
+
+def series_from_datasets(datasets: list[Dataset]) -> SeriesVolume:
+    """Stack single-frame images of one series, sorted along the slice normal.
+
+    Raises:
+        ValueError: if the list is empty or the images disagree in shape or orientation.
+    """
+    if not datasets:
+        raise ValueError("no images")
+    orientation = tuple(float(v) for v in datasets[0].ImageOrientationPatient)
+    normal = np.cross(orientation[:3], orientation[3:])
+    ordered = sorted(datasets, key=lambda d: float(np.dot(d.ImagePositionPatient, normal)))
+    shapes = {(int(d.Rows), int(d.Columns)) for d in ordered}
+    if len(shapes) != 1:
+        raise ValueError("images of different sizes in one series")
+    pixels = np.stack([_rescaled(d) for d in ordered]).astype(np.float32)
+    first = ordered[0]
+    return SeriesVolume(
+        series_uid=str(first.SeriesInstanceUID),
+        study_uid=str(first.StudyInstanceUID),
+        description=str(first.get("SeriesDescription", "")),
+        echo_time=float(first.get("EchoTime", 0.0) or 0.0),
+        pixels=pixels,
+        pixel_spacing=(float(first.PixelSpacing[0]), float(first.PixelSpacing[1])),
+        positions_mm=np.array([float(np.dot(d.ImagePositionPatient, normal)) for d in ordered]),
+        orientation=orientation,
+        normal=normal,
+    )
+
+
+def read_series_folder(directory: Path) -> SeriesVolume:
+    """Read every DICOM file of one series folder (RSNA layout: one series per folder).
+
+    Raises:
+        FileNotFoundError: if the folder holds no DICOM file.
+        ValueError: if the images are inconsistent.
+    """
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".dcm")
+    if not files:
+        raise FileNotFoundError(f"no DICOM files in {directory}")
+    return series_from_datasets([pydicom.dcmread(p) for p in files])
+
+
+def seg_to_labels(
+    seg: Dataset, reference: SeriesVolume, scheme: LabelScheme
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Rasterise a DICOM SEG onto its reference series' grid.
+
+    Returns:
+        (labels (slices, rows, cols) uint8, label values annotated by the SEG).
+
+    Raises:
+        ValueError: if a frame does not match any reference slice.
+    """
+    names = {s.name.lower(): s.value for s in scheme.structures}
+    names.update({s.prompt.lower(): s.value for s in scheme.structures})
+    segment_values = {
+        int(item.SegmentNumber): names.get(str(item.SegmentLabel).lower())
+        for item in seg.SegmentSequence
+    }
+    frames = seg.pixel_array.reshape(-1, int(seg.Rows), int(seg.Columns))
+    if seg.SegmentationType == "FRACTIONAL":
+        frames = frames > int(seg.MaximumFractionalValue) / 2
+    labels = np.zeros(reference.pixels.shape, dtype=np.uint8)
+    for index, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        value = segment_values.get(number)
+        if value is None:
+            continue
+        position = float(
+            np.dot(group.PlanePositionSequence[0].ImagePositionPatient, reference.normal)
+        )
+        slot = int(np.argmin(np.abs(reference.positions_mm - position)))
+        if abs(reference.positions_mm[slot] - position) > POSITION_TOLERANCE_MM:
+            raise ValueError("SEG frame does not match a reference slice")
+        labels[slot][frames[index].astype(bool)] = value
+    annotated = tuple(sorted(v for v in segment_values.values() if v is not None))
+    return labels, annotated
+
+
+def load_dicom_folder(root: Path, scheme: LabelScheme) -> list[StudySample]:
+    """Every study under ``root`` with a sagittal series a SEG refers to, as samples.
+
+    The SEG's reference series is the T2 (reference); a sagittal series of the same study with a
+    shorter echo time and the same grid is taken as T1.
+
+    Raises:
+        OSError: if a file cannot be read.
+        ValueError: on inconsistent series or SEG frames.
+    """
+    images: dict[str, list[Dataset]] = defaultdict(list)
+    segs: list[Dataset] = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(path)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        if str(ds.SOPClassUID) == SEG_SOP_CLASS:
+            segs.append(ds)
+        elif "PixelData" in ds:
+            images[str(ds.SeriesInstanceUID)].append(ds)
+    series = {uid: series_from_datasets(items) for uid, items in images.items()}
+    samples = []
+    for seg in segs:
+        referenced = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
+        reference = series.get(referenced)
+        if reference is None or not reference.is_sagittal:
+            continue
+        labels, annotated = seg_to_labels(seg, reference, scheme)
+        t1 = _matching_t1(reference, series.values())
+        samples.append(
+            StudySample(
+                study_id=reference.study_uid,
+                t2=reference.pixels,
+                t1=None if t1 is None else t1.pixels,
+                labels=labels,
+                annotated=annotated,
+                pixel_spacing=reference.pixel_spacing,
+                slice_positions_mm=reference.positions_mm,
+                orientation=reference.orientation,
+            )
+        )
+    return samples
+
+
+def load_rsna_study(study: RsnaStudy) -> StudySample:
+    """An RSNA study as an unlabelled sample with a grade-derived report.
+
+    Raises:
+        FileNotFoundError: if the study has no sagittal T2/STIR series folder.
+    """
+    if "SAG_T2" not in study.series:
+        raise FileNotFoundError(f"RSNA study {study.study_id} has no Sagittal T2/STIR series")
+    t2 = read_series_folder(study.series["SAG_T2"])
+    t1 = read_series_folder(study.series["SAG_T1"]) if "SAG_T1" in study.series else None
+    return StudySample(
+        study_id=f"rsna-{study.study_id}",
+        t2=t2.pixels,
+        t1=t1.pixels if t1 is not None and t1.pixels.shape == t2.pixels.shape else None,
+        labels=None,
+        annotated=(),
+        pixel_spacing=t2.pixel_spacing,
+        slice_positions_mm=t2.positions_mm,
+        orientation=t2.orientation,
+        report=study.report(),
+    )
+
+
+def _matching_t1(
+    reference: SeriesVolume, candidates: Iterable[SeriesVolume]
+) -> SeriesVolume | None:
+    for other in candidates:
+        if (
+            other.series_uid != reference.series_uid
+            and other.study_uid == reference.study_uid
+            and other.is_sagittal
+            and other.pixels.shape == reference.pixels.shape
+            and other.echo_time < reference.echo_time
+        ):
+            return other
+    return None
+
+
+def _rescaled(ds: Dataset) -> np.ndarray:
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return ds.pixel_array.astype(np.float32) * slope + intercept
