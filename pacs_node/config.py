@@ -21,27 +21,41 @@ from pacs_node.validation import validate_ae_title
 ENV_PREFIX = "PACS_NODE_"
 
 
+KEY_IMAGES_SUFFIX = "/key-images"
+
+
 @dataclass(frozen=True)
 class Destination:
-    """A DICOM peer that receives our results (``AE@host:port``)."""
+    """A DICOM peer that receives our results: ``AE@host:port``, or ``AE@host:port/key-images``
+    for a viewer that cannot show SEG (it gets burned-in key images instead of the SEG)."""
 
     ae_title: str
     host: str
     port: int
+    key_images: bool = False
+
+    @property
+    def address(self) -> str:
+        """``AE@host:port``, as stored on a delivery."""
+        return f"{self.ae_title}@{self.host}:{self.port}"
 
     @classmethod
     def parse(cls, text: str) -> Destination:
-        """Parse ``AE@host:port``.
+        """Parse ``AE@host:port`` with an optional ``/key-images``.
 
         Raises:
             ConfigError: if the text is not of that form.
         """
+        text = text.strip()
+        key_images = text.endswith(KEY_IMAGES_SUFFIX)
         try:
-            ae, address = text.strip().split("@", 1)
+            ae, address = text.removesuffix(KEY_IMAGES_SUFFIX).split("@", 1)
             host, port = address.rsplit(":", 1)
-            return cls(validate_ae_title(ae), host, _port(port))
+            return cls(validate_ae_title(ae), host, _port(port), key_images)
         except ValueError as exc:
-            raise ConfigError(f"destination {text!r} is not AE@host:port: {exc}") from exc
+            raise ConfigError(
+                f"destination {text!r} is not AE@host:port[/key-images]: {exc}"
+            ) from exc
 
 
 @dataclass(frozen=True)

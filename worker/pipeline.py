@@ -22,6 +22,7 @@ from pydicom import Dataset
 from models.labels import load_label_scheme
 from pacs_node.results.hl7 import build_oru
 from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
+from pacs_node.results.key_images import build_key_images
 from pacs_node.results.seg import build_seg
 from pacs_node.results.sr import build_sr
 from worker.io import LoadedSeries, Volume, read_series
@@ -59,7 +60,7 @@ class EncodedResult:
     """One encoded output object with its identity.
 
     Attributes:
-        kind: ``seg``, ``sr`` or ``oru``.
+        kind: ``seg``, ``sr``, ``key_image`` or ``oru``.
         data: The encoded bytes (DICOM Part 10 file, or ER7 for HL7).
         sop_class_uid: SOP Class UID of a DICOM object.
         series_instance_uid: Series Instance UID of a DICOM object.
@@ -161,12 +162,16 @@ def _dicom_result(kind: str, dataset: Dataset) -> EncodedResult:
 
 
 def encode_results(
-    reference: LoadedSeries, prediction: Prediction, context: ResultContext
+    reference: LoadedSeries,
+    prediction: Prediction,
+    context: ResultContext,
+    *,
+    key_images: bool = False,
 ) -> tuple[EncodedResult, ...]:
-    """Build and encode the SEG, SR and ORU^R01 of one prediction.
+    """Build and encode the SEG, SR and ORU^R01 of one prediction (and key images if asked).
 
-    The SEG is left out when the model found no structure; the SR and ORU need at least one
-    finding or measurement.
+    The SEG and key images are left out when the model found no structure; the SR and ORU need
+    at least one finding or measurement.
 
     Raises:
         ValueError: if the prediction does not fit the reference series, or there is nothing to
@@ -182,6 +187,11 @@ def encode_results(
     if np.isin(label_map, list(values.values())).any():
         seg = build_seg(images, label_map, values, algorithm=algorithm, context=context)
         results.append(_dicom_result("seg", seg))
+        if key_images:
+            results.extend(
+                _dicom_result("key_image", ds)
+                for ds in build_key_images(images, label_map, values, context=context)
+            )
     sr = build_sr(
         images, findings, measurements, algorithm=algorithm, context=context, segmentation=seg
     )
@@ -194,7 +204,11 @@ def encode_results(
 
 
 def analyse_study(
-    series_files: Mapping[str, Sequence[Path]], predictor: Predictor, context: ResultContext
+    series_files: Mapping[str, Sequence[Path]],
+    predictor: Predictor,
+    context: ResultContext,
+    *,
+    key_images: bool = False,
 ) -> ResultBundle:
     """Read a study's volumes, run the predictor once, and encode its results.
 
@@ -202,6 +216,7 @@ def analyse_study(
         series_files: Spool files of each series, by role (``SAG_T2`` required).
         predictor: The loaded model (kept loaded by the caller across studies).
         context: The job's identity, dates and series numbers.
+        key_images: Also render Secondary Capture key images (for destinations without SEG).
 
     Returns:
         The encoded results with the model identity and the stage timings
@@ -218,7 +233,7 @@ def analyse_study(
     loaded_at = time.perf_counter()
     prediction = predictor.predict(volumes)
     predicted_at = time.perf_counter()
-    results = encode_results(loaded[REFERENCE_ROLE], prediction, context)
+    results = encode_results(loaded[REFERENCE_ROLE], prediction, context, key_images=key_images)
     encoded_at = time.perf_counter()
     return ResultBundle(
         results=results,

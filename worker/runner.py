@@ -56,11 +56,6 @@ class LeaseLostError(Exception):
     """The worker no longer holds the job it was running."""
 
 
-def destination_key(destination: Destination) -> str:
-    """``AE@host:port``, as stored on a delivery."""
-    return f"{destination.ae_title}@{destination.host}:{destination.port}"
-
-
 def worker_identity() -> str:
     """This thread's lease owner name: host, process and thread."""
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -155,7 +150,12 @@ class JobRunner:
         LOG.info("job %d: analysing", job_id)
         try:
             with LeaseKeeper(self.sessions, job_id, owner, self.policy):
-                bundle = analyse_study(series_files, self.predictor(), context)
+                bundle = analyse_study(
+                    series_files,
+                    self.predictor(),
+                    context,
+                    key_images=any(d.key_images for d in self.settings.destinations),
+                )
                 self._store(job_id, owner, bundle)
         except LeaseLostError:
             # Over its time limit or taken over after a stall: the reconciler already counted
@@ -221,7 +221,7 @@ class JobRunner:
                 session,
                 job_id,
                 rows,
-                [destination_key(d) for d in self.settings.destinations],
+                self.settings.destinations,
                 None
                 if self.settings.hl7_endpoint is None
                 else f"{self.settings.hl7_endpoint.host}:{self.settings.hl7_endpoint.port}",

@@ -16,6 +16,7 @@ from enum import StrEnum
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from pacs_node.config import Destination
 from pacs_node.db.base import utcnow
 from pacs_node.db.leases import JobPolicy
 from pacs_node.db.tables import Delivery, Result
@@ -40,10 +41,13 @@ def create_deliveries(
     session: Session,
     job_id: int,
     results: Sequence[Result],
-    dicom_destinations: Sequence[str],
+    dicom_destinations: Sequence[Destination],
     hl7_destination: str | None,
 ) -> list[Delivery]:
-    """Add a pending delivery for each DICOM result to each destination, and the HL7 message.
+    """Add a pending delivery for each result to each destination that takes it.
+
+    Every DICOM destination gets the SR; the SEG goes to destinations that show it, key images
+    to those configured for them (``/key-images``); the HL7 message goes to the RIS.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: if the database fails.
@@ -53,7 +57,12 @@ def create_deliveries(
         if result.kind == "oru":
             targets = [] if hl7_destination is None else [(Channel.HL7, hl7_destination)]
         else:
-            targets = [(Channel.DICOM, d) for d in dicom_destinations]
+            targets = [
+                (Channel.DICOM, d.address)
+                for d in dicom_destinations
+                if result.kind not in ("seg", "key_image")
+                or d.key_images == (result.kind == "key_image")
+            ]
         for channel, destination in targets:
             delivery = Delivery(
                 job_id=job_id,

@@ -66,3 +66,15 @@ def test_study_without_sag_t2_or_crashing_model_raises(phantom_study: WrittenStu
     crashing = FakePredictor(error=RuntimeError("CUDA error: device-side assert"))
     with pytest.raises(RuntimeError, match="device-side"):
         analyse_study(series_files(phantom_study), crashing, CONTEXT)
+
+
+def test_key_images_when_a_destination_needs_them(phantom_study: WrittenStudy) -> None:
+    bundle = analyse_study(series_files(phantom_study), FakePredictor(), CONTEXT, key_images=True)
+    kinds = [r.kind for r in bundle.results]
+    assert kinds[0] == "seg" and kinds[-2:] == ["sr", "oru"]
+    key_images = [r for r in bundle.results if r.kind == "key_image"]
+    assert key_images
+    sc = pydicom.dcmread(io.BytesIO(key_images[0].data))
+    assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
+    assert sc.BurnedInAnnotation == "YES"
+    assert sc.StudyInstanceUID == phantom_study.study_instance_uid
