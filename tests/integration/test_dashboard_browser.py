@@ -110,6 +110,7 @@ def test_dashboard_load_filter_open_overlay_and_live_update(
             rows = page.locator("#jobs tbody tr")
             rows.first.wait_for()
             assert rows.count() == N_JOBS + 1
+            page.locator("#chart rect").nth(27).wait_for()  # the stats arrive on their own request
             assert page.locator("#chart rect").count() == 28  # 14 days x (received, done)
             assert "failed" in page.locator("#counts").inner_text()
 
