@@ -159,7 +159,7 @@ def _run_stage(
     optimizer = torch.optim.AdamW(
         (p for p in model.parameters() if p.requires_grad), lr=stage.lr, weight_decay=0.05
     )
-    if optimizer_state is not None:
+    if optimizer_state:  # empty when the run stopped at a stage boundary
         optimizer.load_state_dict(optimizer_state)
     pool = stage_pool(stage.name, samples)
     bar = tqdm(range(first_step, stage.steps), desc=stage.name, disable=not progress)
