@@ -14,6 +14,8 @@ import pytest
 
 from bench.e2e.harness import STORESCP, STORESCU, Stack, make_random_checkpoint, run_stack
 from models.checkpoint import file_sha256
+from pacs_node.phantom import WrittenStudy
+from pacs_node.phantom.truth import read_truth
 from tests.helpers.services import Redis
 from worker.commands.phantom import write_phantom
 
@@ -33,6 +35,25 @@ def iod_errors(path: Path) -> list[str]:
     """dciodvfy's error lines for a file."""
     checked = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
     return [line for line in checked.stderr.splitlines() if line.startswith("Error")]
+
+
+def assert_no_patient_data_in_logs(stack: Stack, study: WrittenStudy) -> None:
+    """Names, IDs, UIDs and report text stay in the database and the objects, not the logs."""
+    first = pydicom.dcmread(next(study.directory.rglob("*.dcm")), stop_before_pixels=True)
+    canaries = [
+        str(first.PatientID),
+        str(first.PatientName).split("^")[-1],
+        str(first.AccessionNumber),
+        study.study_instance_uid,
+        str(first.SeriesInstanceUID),
+        *read_truth(study.directory)["report"].split(".")[:2],
+    ]
+    logs = {p.name: p.read_text(errors="replace") for p in stack.workdir.glob("*.log")}
+    logs.pop("storescp.log", None)  # the stand-in PACS, not the node
+    assert logs
+    for name, text in logs.items():
+        leaked = [c for c in canaries if c.strip() and c.strip() in text]
+        assert not leaked, f"{name} contains {leaked}"
 
 
 def assert_delivered(stack: Stack, checkpoint: Path) -> None:
@@ -67,6 +88,7 @@ def test_celery_worker_end_to_end(
         stack.push(study.directory)
         stack.wait_jobs(["done", "failed"])
         assert_delivered(stack, checkpoint)
+        assert_no_patient_data_in_logs(stack, study)
 
 
 def test_embedded_mode_end_to_end(tmp_path: Path, checkpoint: Path) -> None:
@@ -80,3 +102,4 @@ def test_embedded_mode_end_to_end(tmp_path: Path, checkpoint: Path) -> None:
         stack.push(study.directory)
         stack.wait_jobs(["done", "failed"])
         assert_delivered(stack, checkpoint)
+        assert_no_patient_data_in_logs(stack, study)
