@@ -16,12 +16,7 @@ import torch
 from models.checkpoint import CheckpointMeta, file_sha256, load_checkpoint
 from models.labels import load_label_scheme
 from models.network import LumbarNet
-from models.postprocess import (
-    disc_height_mm,
-    enforce_level_order,
-    largest_components,
-    superior_coordinate,
-)
+from models.postprocess import disc_height_mm, largest_components, relabel_levels
 from models.preprocess import SquareGeometry, from_model_space, stack_channels, to_model_space
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
@@ -159,9 +154,7 @@ class Predictor:
     ) -> np.ndarray:
         spine = set(self._vertebrae) | set(self._discs)
         cleaned = largest_components(labels, [v for v in self._names if v not in spine])
-        superior = superior_coordinate(labels.shape[1:], orientation, spacing)
-        cleaned = enforce_level_order(cleaned, self._vertebrae, superior)
-        return enforce_level_order(cleaned, self._discs, superior)
+        return relabel_levels(cleaned, self._vertebrae, self._discs, orientation, spacing)
 
     def _prediction(
         self,

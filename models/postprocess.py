@@ -1,13 +1,16 @@
 """Post-processing of label maps and measurements derived from them.
 
 - Largest connected component per class (3D).
-- Cranio-caudal order: vertebra (and disc) classes are relabelled so that the order of their
-  centroids from head to feet matches the anatomical order, keeping the set of predicted levels.
-  This fixes level swaps, the dominant error when level prompts are nearly collinear.
+- Level labelling by counting: disc instances are found, vertebrae and discs are numbered by
+  the disc mid-planes below them, and the count is anchored where it agrees most with the
+  network's own labels (:func:`relabel_levels`). This fixes level shifts and swaps, the
+  dominant error, and names levels the network rarely saw (T9, T10).
 - Disc height from the mask: area of the largest disc cross-section / its long-axis length.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -46,26 +49,155 @@ def superior_coordinate(
     return rows + cols
 
 
-def enforce_level_order(
-    labels: np.ndarray, ordered_values: list[int], superior: np.ndarray
-) -> np.ndarray:
-    """Relabel the classes in ``ordered_values`` (cranial first) by centroid height.
+MIN_DISC_VOXELS = 8
 
-    The predicted classes keep their set; the most cranial class centroid gets the most cranial
-    of the predicted values, and so on.
+
+@dataclass(frozen=True)
+class DiscPlane:
+    """One disc instance as a line in the sagittal plane: (row, col) mm coordinates.
+
+    Attributes:
+        centre: Centroid (2,).
+        normal: Unit normal pointing head-ward (2,): the disc's thin axis.
+        voxels: Number of voxels in the instance.
+    """
+
+    centre: np.ndarray
+    normal: np.ndarray
+    voxels: int
+
+    def signed_distance(self, points: np.ndarray) -> np.ndarray:
+        """Head-ward distance in mm of (N, 2) points from the disc's mid-plane."""
+        return (points - self.centre) @ self.normal
+
+
+def superior_direction(orientation: tuple[float, ...]) -> np.ndarray:
+    """Unit head-ward direction in (row, col) coordinates of a slice (LPS +z).
 
     Raises:
-        ValueError: if ``superior`` does not match the in-plane shape.
+        ValueError: if ``orientation`` does not have 6 values or the slice is axial.
     """
-    if superior.shape != labels.shape[1:]:
-        raise ValueError("superior map does not match the slices")
-    present = [v for v in ordered_values if (labels == v).any()]
-    heights = [float(superior[np.nonzero(labels == v)[1:]].mean()) for v in present]
-    by_height = [v for _, v in sorted(zip(heights, present, strict=True), key=lambda p: -p[0])]
+    if len(orientation) != 6:
+        raise ValueError("orientation must have 6 direction cosines")
+    up = np.array([orientation[5], orientation[2]], dtype=float)
+    norm = float(np.linalg.norm(up))
+    if norm < 1e-3:
+        raise ValueError("the slices do not contain the head-feet axis")
+    return up / norm
+
+
+def _plane(points: np.ndarray, up: np.ndarray) -> DiscPlane:
+    centre = points.mean(0)
+    if len(points) < 4:
+        return DiscPlane(centre, up.copy(), len(points))
+    normal = np.linalg.eigh(np.cov((points - centre).T))[1][:, 0]
+    return DiscPlane(centre, normal if normal @ up >= 0 else -normal, len(points))
+
+
+def disc_planes(
+    disc_mask: np.ndarray,
+    spacing: tuple[float, float],
+    up: np.ndarray,
+    min_fraction: float = 0.4,
+    same_level_mm: float = 6.0,
+) -> list[DiscPlane]:
+    """Disc instances of a (S, R, C) mask, caudal first.
+
+    3D components smaller than ``MIN_DISC_VOXELS`` or than ``min_fraction`` of the median
+    component are noise;
+    components whose centroids lie within ``same_level_mm`` along the lower one's normal are one
+    disc seen in parts.
+
+    Raises:
+        Nothing.
+    """
+    components, count = ndimage.label(disc_mask)
+    parts = []
+    for index in range(1, count + 1):
+        _, rows, cols = np.nonzero(components == index)
+        parts.append(np.stack([rows * spacing[0], cols * spacing[1]], axis=1))
+    sizes = [len(p) for p in parts if len(p) >= MIN_DISC_VOXELS]
+    if not sizes:
+        return []
+    floor = max(MIN_DISC_VOXELS, min_fraction * float(np.median(sizes)))
+    parts = sorted((p for p in parts if len(p) >= floor), key=lambda p: float(p.mean(0) @ up))
+    merged: list[np.ndarray] = []
+    for points in parts:
+        if merged:
+            below = _plane(merged[-1], up)
+            if abs(float(below.signed_distance(points.mean(0, keepdims=True))[0])) < same_level_mm:
+                merged[-1] = np.concatenate([merged[-1], points])
+                continue
+        merged.append(points)
+    return [_plane(points, up) for points in merged]
+
+
+def relabel_levels(
+    labels: np.ndarray,
+    vertebra_values: list[int],
+    disc_values: list[int],
+    orientation: tuple[float, ...],
+    spacing: tuple[float, float],
+) -> np.ndarray:
+    """Instance-aware level labelling: count disc levels and anchor the count on the labels.
+
+    Discs are found as instances (:func:`disc_planes`); every vertebra voxel gets the slot of the
+    number of disc mid-planes below it, every disc voxel the nearest disc. The slot -> level
+    offset is the one that agrees with most of the network's own labels, so the sacrum (slot 0
+    when L5/S1 is the lowest disc) anchors the count, and levels the network never names (such as
+    T9 and T10 at the top of the field of view) still get their names.
+
+    Args:
+        labels: (S, R, C) label map of sagittal slices.
+        vertebra_values: vertebra label values, cranio-caudal (the sacrum last).
+        disc_values: disc label values, cranio-caudal (the disc above the sacrum last).
+        orientation: ImageOrientationPatient of the slices.
+        spacing: (row, col) pixel spacing in mm.
+
+    Returns:
+        The relabelled map; unchanged when no disc is found. Voxels counted beyond the named
+        levels become background.
+
+    Raises:
+        ValueError: if ``orientation`` is invalid or axial.
+    """
+    up = superior_direction(orientation)
+    is_vertebra = np.isin(labels, vertebra_values)
+    is_disc = np.isin(labels, disc_values)
+    planes = disc_planes(is_disc, spacing, up)
+    if not planes:
+        return labels.copy()
+    centres = np.stack([p.centre for p in planes])
+    normals = np.stack([p.normal for p in planes])
+
+    def slots(mask: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        index = np.nonzero(mask)
+        points = np.stack([index[1] * spacing[0], index[2] * spacing[1]], axis=1)
+        return index, np.einsum("npk,pk->np", points[:, None, :] - centres[None], normals)
+
+    vertebra_index, vertebra_distance = slots(is_vertebra)
+    vertebra_slot = (vertebra_distance > 0).sum(1)
+    disc_index, disc_distance = slots(is_disc)
+    disc_slot = np.abs(disc_distance).argmin(1)
+    vertebra_lookup = np.array([0, *reversed(vertebra_values)])
+    disc_lookup = np.array([0, *reversed(disc_values)])
+
+    def named(slot: np.ndarray, offset: int, lookup: np.ndarray) -> np.ndarray:
+        position = slot + offset + 1
+        return np.where(
+            (position >= 1) & (position < len(lookup)), lookup[position.clip(0, len(lookup) - 1)], 0
+        )
+
+    def agreement(offset: int) -> int:
+        return int(
+            (named(vertebra_slot, offset, vertebra_lookup) == labels[vertebra_index]).sum()
+            + (named(disc_slot, offset, disc_lookup) == labels[disc_index]).sum()
+        )
+
+    offset = max(range(-len(planes), len(vertebra_values)), key=agreement)
     out = labels.copy()
-    for source, target in zip(by_height, present, strict=True):
-        if source != target:
-            out[labels == source] = target
+    out[vertebra_index] = named(vertebra_slot, offset, vertebra_lookup)
+    out[disc_index] = named(disc_slot, offset, disc_lookup)
     return out
 
 

@@ -121,7 +121,7 @@ def check_checkpoint(path: Path) -> None:
 def check_startup(settings: Settings, *, worker_queue: bool = True) -> None:
     """Check what ``serve`` needs before starting anything, so a bad setting gives one clear
     error: the database, both ports and, when ``worker_queue`` (the service starts its own
-    queue), the broker or, embedded, a configured checkpoint.
+    Celery queue), the broker. The embedded worker checks its checkpoint when it starts.
 
     Raises:
         StartupError: naming the first problem found.
@@ -129,8 +129,6 @@ def check_startup(settings: Settings, *, worker_queue: bool = True) -> None:
     check_database(settings.database_url)
     if worker_queue and not settings.embedded:
         check_broker(settings.broker_url)
-    elif worker_queue and settings.model is not None:
-        check_checkpoint(settings.model)
     check_port_free(settings.host, settings.port, "DICOM")
     check_port_free(settings.api_host, settings.api_port, "the admin API")
 
@@ -210,8 +208,8 @@ class EdgeService:
         (see :class:`~pacs_node.db.leases.JobPolicy`).
 
         Raises:
-            StartupError: if the database or broker is unreachable, a configured checkpoint is
-                unreadable or a port is taken (see :func:`check_startup`).
+            StartupError: if the database or broker is unreachable, a port is taken (see
+                :func:`check_startup`) or, embedded, the model checkpoint is unreadable.
             OSError: if the DICOM or the API port cannot be bound.
             ConfigError: if the selection rules or job-control limits are invalid.
             ImportError: in embedded mode, if the worker package is not installed.

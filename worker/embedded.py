@@ -13,9 +13,11 @@ import queue
 import threading
 from collections.abc import Callable
 
+from models.inference import DEFAULT_CHECKPOINT
 from pacs_node.config import Settings
 from pacs_node.db.leases import JobPolicy
 from pacs_node.db.session import make_engine, make_session_factory
+from pacs_node.service import check_checkpoint
 from pacs_node.spool import Spool
 from worker.runner import JobRunner
 from worker.tasks import load_predictor
@@ -80,9 +82,11 @@ class EmbeddedWorker:
 
 
 def start(settings: Settings, policy: JobPolicy) -> EmbeddedWorker:
-    """Start the in-process worker threads.
+    """Check the model checkpoint (the configured one, else the shipped one), start the threads.
 
     Raises:
+        StartupError: if the checkpoint cannot be read.
         sqlalchemy.exc.ArgumentError: if the database URL is malformed.
     """
+    check_checkpoint(settings.model or DEFAULT_CHECKPOINT)
     return EmbeddedWorker(settings, policy)

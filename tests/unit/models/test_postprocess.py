@@ -1,4 +1,4 @@
-"""Post-processing: connected components, cranio-caudal order, disc height."""
+"""Post-processing: connected components, level labelling by counting discs, disc height."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import math
 import numpy as np
 import pytest
 
+from models.labels import load_label_scheme
+from models.metrics import dice_iou
+from models.phantom import PhantomConfig, generate_study
 from models.postprocess import (
     disc_height_mm,
-    enforce_level_order,
     largest_components,
+    relabel_levels,
     superior_coordinate,
+    superior_direction,
 )
 
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)  # rows run head -> feet
@@ -34,16 +38,77 @@ def test_superior_coordinate_follows_orientation() -> None:
         superior_coordinate((3, 2), (1.0, 0.0), (1.0, 1.0))
 
 
-def test_level_order_fixes_a_swap() -> None:
-    labels = np.zeros((1, 12, 4), dtype=np.uint8)
-    labels[0, 0:2] = 4  # L3 predicted at the top
-    labels[0, 4:6] = 5  # L2 predicted below it: swapped
-    labels[0, 8:10] = 2  # L5 correct (L4 missing)
-    order = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]  # T9 .. S, cranial first
-    superior = superior_coordinate((12, 4), SAGITTAL, (1.0, 1.0))
-    out = enforce_level_order(labels, order, superior)
-    assert (out[0, 0:2] == 5).all() and (out[0, 4:6] == 4).all() and (out[0, 8:10] == 2).all()
-    assert np.array_equal(enforce_level_order(out, order, superior), out)
+SCHEME = load_label_scheme()
+VERTEBRAE = [v.value for v in SCHEME.vertebrae]  # T9 .. S
+DISCS = [d.value for d in SCHEME.discs]  # T9/T10 .. L5/S1
+
+
+def ladder(vertebrae: int, top_rows: int = 8) -> np.ndarray:
+    """Sagittal stack, rows head -> feet: a partial vertebra of ``top_rows`` rows at the top, then
+    disc, vertebra, ... down to the sacrum; ``vertebrae`` vertebrae above the sacrum in all."""
+    rows = [(VERTEBRAE[-1 - vertebrae], top_rows)]
+    for level in range(vertebrae - 1, -1, -1):
+        rows += [(DISCS[-1 - level], 2), (VERTEBRAE[-1 - level], 8)]
+    labels = np.zeros((3, sum(r for _, r in rows) + 4, 40), dtype=np.uint8)
+    top = 2
+    for value, height in rows:
+        labels[:, top : top + height, 10:30] = value
+        top += height
+    return labels
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    return relabel_levels(labels, VERTEBRAE, DISCS, SAGITTAL, (1.0, 1.0))
+
+
+def test_superior_direction_of_sagittal_slices() -> None:
+    assert np.allclose(superior_direction(SAGITTAL), [-1.0, 0.0])
+    with pytest.raises(ValueError):
+        superior_direction((1.0, 0.0, 0.0, 0.0, 1.0, 0.0))  # axial: no head-feet axis
+
+
+def test_relabel_names_a_level_the_network_merged() -> None:
+    truth = ladder(8)  # T10 (partial) .. L5 above the sacrum
+    network = truth.copy()
+    network[network == 9] = 8  # T10 called T11, never named
+    network[network == 18] = 17  # T10/T11 called T11/T12
+    assert np.array_equal(relabel(network), truth)
+
+
+def test_relabel_fixes_swapped_levels() -> None:
+    truth = ladder(6)
+    network = truth.copy()
+    for a, b in ((4, 5), (13, 14)):  # L3 <-> L2 and L3/L4 <-> L2/L3
+        network[truth == a], network[truth == b] = b, a
+    assert np.array_equal(relabel(network), truth)
+
+
+def test_relabel_ignores_a_speck_of_disc_inside_a_vertebra() -> None:
+    truth = ladder(5)
+    network = truth.copy()
+    rows = np.nonzero((truth[1] == 4).any(1))[0]
+    network[1, rows[3], 20:22] = 13  # 2 voxels of "disc" inside L3
+    out = relabel(network)
+    assert (out[truth == 4] == 4).mean() > 0.99
+    assert np.array_equal(out[truth != 4], truth[truth != 4])
+
+
+def test_relabel_without_discs_changes_nothing() -> None:
+    labels = ladder(4)
+    labels[np.isin(labels, DISCS)] = 0
+    assert np.array_equal(relabel(labels), labels)
+
+
+def test_relabel_keeps_phantom_ground_truth() -> None:
+    """Real anatomy (posterior elements, lordosis, tilted discs) in its DICOM orientation."""
+    study = generate_study(5001, PhantomConfig.small())
+    series = study.get("SAG_T2")
+    assert series.labels is not None
+    truth = series.labels
+    out = relabel_levels(truth, VERTEBRAE, DISCS, series.image_orientation, series.pixel_spacing)
+    for name in ("S", "L5", "L4", "L3", "L2", "L1", "L5/S1", "L4/L5", "L3/L4", "L2/L3", "L1/L2"):
+        value = SCHEME.by_name(name).value
+        assert dice_iou(out == value, truth == value)[1] > 0.95, name
 
 
 def test_disc_height_of_a_bar() -> None:
