@@ -98,15 +98,16 @@ def disc_planes(
     disc_mask: np.ndarray,
     spacing: tuple[float, float],
     up: np.ndarray,
+    expected: int,
     min_fraction: float = 0.4,
     same_level_mm: float = 6.0,
 ) -> list[DiscPlane]:
     """Disc instances of a (S, R, C) mask, caudal first.
 
-    3D components smaller than ``MIN_DISC_VOXELS`` or than ``min_fraction`` of the median
-    component are noise;
-    components whose centroids lie within ``same_level_mm`` along the lower one's normal are one
-    disc seen in parts.
+    Noise is a 3D component smaller than ``MIN_DISC_VOXELS`` or than ``min_fraction`` of the
+    median of the ``expected`` largest components (the most discs there can be), so many small
+    fragments do not lower the bar. Components whose centroids lie within ``same_level_mm``
+    along the lower one's normal are one disc seen in parts.
 
     Raises:
         Nothing.
@@ -116,10 +117,10 @@ def disc_planes(
     for index in range(1, count + 1):
         _, rows, cols = np.nonzero(components == index)
         parts.append(np.stack([rows * spacing[0], cols * spacing[1]], axis=1))
-    sizes = [len(p) for p in parts if len(p) >= MIN_DISC_VOXELS]
-    if not sizes:
+    largest = sorted(len(p) for p in parts)[-expected:]
+    if not largest or largest[-1] < MIN_DISC_VOXELS:
         return []
-    floor = max(MIN_DISC_VOXELS, min_fraction * float(np.median(sizes)))
+    floor = max(MIN_DISC_VOXELS, min_fraction * float(np.median(largest)))
     parts = sorted((p for p in parts if len(p) >= floor), key=lambda p: float(p.mean(0) @ up))
     merged: list[np.ndarray] = []
     for points in parts:
@@ -164,7 +165,7 @@ def relabel_levels(
     up = superior_direction(orientation)
     is_vertebra = np.isin(labels, vertebra_values)
     is_disc = np.isin(labels, disc_values)
-    planes = disc_planes(is_disc, spacing, up)
+    planes = disc_planes(is_disc, spacing, up, expected=len(disc_values))
     if not planes:
         return labels.copy()
     centres = np.stack([p.centre for p in planes])
