@@ -57,8 +57,8 @@ def ladder(vertebrae: int, top_rows: int = 8) -> np.ndarray:
     return labels
 
 
-def relabel(labels: np.ndarray) -> np.ndarray:
-    return relabel_levels(labels, VERTEBRAE, DISCS, SAGITTAL, (1.0, 1.0))
+def relabel(labels: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    return relabel_levels(labels, VERTEBRAE, DISCS, SAGITTAL, spacing)
 
 
 def test_superior_direction_of_sagittal_slices() -> None:
@@ -91,7 +91,7 @@ def test_relabel_ignores_specks_of_disc_inside_vertebrae() -> None:
         rows = np.nonzero((truth[1] == value).any(1))[0]
         for col in (12, 18, 24):
             network[1, rows[3] : rows[3] + 3, col : col + 3] = 13  # 9-voxel "disc" specks
-    out = relabel(network)
+    out = relabel(network, spacing=(2.0, 1.0))  # specks 8 mm from the discs: not one of them
     for value in (2, 3, 4, 5):
         assert (out[truth == value] == value).mean() > 0.9
     outside = ~np.isin(truth, [2, 3, 4, 5])
