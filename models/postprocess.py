@@ -50,6 +50,8 @@ def superior_coordinate(
 
 
 MIN_DISC_VOXELS = 8
+#: Share of sacrum labels under the lowest disc that anchors the count there.
+SACRUM_ANCHOR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,11 @@ def relabel_levels(
     """Instance-aware level labelling: count disc levels and anchor the count on the labels.
 
     Discs are found as instances (:func:`disc_planes`); every vertebra voxel gets the slot of the
-    number of disc mid-planes below it, every disc voxel the nearest disc. The slot -> level
-    offset is the one that agrees with most of the network's own labels, so the sacrum (slot 0
-    when L5/S1 is the lowest disc) anchors the count, and levels the network never names (such as
-    T9 and T10 at the top of the field of view) still get their names.
+    number of disc mid-planes below it, every disc voxel the nearest disc. The count starts at
+    the sacrum when most of what lies under the lowest disc is labelled sacrum (so a ladder the
+    network shifted by one level as a whole is put right); otherwise the slot -> level offset is
+    the one that agrees with most of the network's own labels. Levels the network never names
+    (such as T9 and T10 at the top of the field of view) still get their names.
 
     Args:
         labels: (S, R, C) label map of sagittal slices.
@@ -195,7 +198,12 @@ def relabel_levels(
             + (named(disc_slot, offset, disc_lookup) == labels[disc_index]).sum()
         )
 
-    offset = max(range(-len(planes), len(vertebra_values)), key=agreement)
+    below_lowest = vertebra_slot == 0
+    sacrum_below = labels[vertebra_index][below_lowest] == vertebra_values[-1]
+    if below_lowest.any() and sacrum_below.mean() >= SACRUM_ANCHOR_SHARE:
+        offset = 0  # the sacrum is under the lowest disc: count from it
+    else:
+        offset = max(range(-len(planes), len(vertebra_values)), key=agreement)
     out = labels.copy()
     out[vertebra_index] = named(vertebra_slot, offset, vertebra_lookup)
     out[disc_index] = named(disc_slot, offset, disc_lookup)

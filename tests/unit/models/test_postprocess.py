@@ -75,6 +75,18 @@ def test_relabel_names_a_level_the_network_merged() -> None:
     assert np.array_equal(relabel(network), truth)
 
 
+def test_relabel_counts_from_the_sacrum_when_the_network_shifts_every_level() -> None:
+    truth = ladder(6)  # T11 (partial) .. L5 above the sacrum
+    network = truth.copy()
+    lumbar = (truth >= 2) & (truth <= 8) | (truth >= 11) & (truth <= 17)
+    network[lumbar] = truth[lumbar] + 1  # every level called one higher: L5 -> L4, ...
+    top_of_sacrum = np.zeros(truth.shape, dtype=bool)
+    top_of_sacrum[:, np.nonzero((truth[1] == 1).any(1))[0][:3]] = True
+    network[top_of_sacrum & (truth == 1)] = 2  # the top of the sacrum called "L5"
+    assert (network == 2).sum() > 0
+    assert np.array_equal(relabel(network), truth)
+
+
 def test_relabel_fixes_swapped_levels() -> None:
     truth = ladder(6)
     network = truth.copy()
