@@ -16,11 +16,10 @@ import torch
 from models.checkpoint import CheckpointMeta, file_sha256, load_checkpoint
 from models.labels import load_label_scheme
 from models.network import LumbarNet
+from models.paths import DEFAULT_CHECKPOINT
 from models.postprocess import disc_height_mm, largest_components, relabel_levels
 from models.preprocess import SquareGeometry, from_model_space, stack_channels, to_model_space
 
-CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "lumbar_default.safetensors"
 REFERENCE_ROLE = "SAG_T2"
 
 

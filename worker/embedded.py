@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from models.inference import DEFAULT_CHECKPOINT
+from models.paths import DEFAULT_CHECKPOINT
 from pacs_node.config import Settings
 from pacs_node.db.leases import JobPolicy
 from pacs_node.db.session import make_engine, make_session_factory
