@@ -87,11 +87,16 @@ class MllpReceiver:
     def stop(self) -> None:
         """Stop listening and end the thread."""
         if self._server is not None:
-            self._server.close()
-            asyncio.run_coroutine_threadsafe(self._server.wait_closed(), self._loop).result(10)
+            asyncio.run_coroutine_threadsafe(self._close(self._server), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    @staticmethod
+    async def _close(server: asyncio.Server) -> None:
+        # on the loop's thread: asyncio.Server is not thread-safe
+        server.close()
+        await server.wait_closed()
 
     def control_ids(self) -> list[str]:
         """MSH-10 of every message received, in order.

@@ -113,11 +113,18 @@ def test_api_port_in_use(env: dict[str, str], taken_port: int) -> None:
 def test_sigterm_stops_serve_cleanly(env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([*NODE, "serve"], env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [*NODE, "serve"], env=env | {"PYTHONFAULTHANDLER": "1"}, stdout=out, stderr=out
+        )
     try:
         wait_for_port(int(env["PACS_NODE_PORT"]))
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        try:
+            assert process.wait(timeout=60) == 0
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack
+            process.wait(timeout=10)
+            raise AssertionError(f"serve did not stop:\n{log.read_text()}") from None
     finally:
         if process.poll() is None:
             process.kill()
