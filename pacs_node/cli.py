@@ -56,7 +56,10 @@ def _serve(settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     service = EdgeService.start(settings)
     try:
-        stop.wait()
+        # wake up now and then: a signal delivered to another thread only sets a flag, which
+        # the main thread acts on when it next runs Python code
+        while not stop.wait(timeout=1.0):
+            pass
     finally:
         LOG.info("shutting down")
         service.stop()
