@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).with_name("configs")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class StageConfig:
         lr: peak learning rate (cosine decay after a short warm-up).
         batch_studies: studies per step.
         max_slices: at most this many sagittal slices per study per step (central ones kept).
+        precision: ``"fp32"``, or ``"bf16"``: the forward pass runs under bfloat16 autocast
+            (weights, optimiser state and losses stay float32). About 1.8x faster per step on
+            CPUs with AVX-512 BF16.
+        trainable: names of the parameters (prefixes, e.g. ``"series_proj"``) this stage
+            trains; the others stay frozen. Empty = all of them.
     """
 
     name: str
@@ -77,6 +83,8 @@ class StageConfig:
     lr: float = 2e-3
     batch_studies: int = 1
     max_slices: int = 12
+    precision: str = "fp32"
+    trainable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,9 @@ def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
             _check_keys(StageConfig, stage)
             if stage["name"] not in ("mim", "contrastive", "supervised"):
                 raise ValueError(f"unknown stage {stage['name']!r}")
-            stages.append(StageConfig(**stage))
+            if stage.get("precision", "fp32") not in PRECISIONS:
+                raise ValueError(f"unknown precision {stage['precision']!r}")
+            stages.append(StageConfig(**{**stage, "trainable": tuple(stage.get("trainable", ()))}))
         values["stages"] = tuple(stages)
     for key in ("train_seeds", "val_seeds"):
         if key in values:

@@ -15,29 +15,13 @@ import torch
 
 from models.checkpoint import CheckpointMeta, file_sha256, load_checkpoint
 from models.labels import load_label_scheme
-from models.network import LumbarNet
+from models.network import LumbarNet, StudyOutput
 from models.paths import DEFAULT_CHECKPOINT
 from models.postprocess import disc_height_mm, largest_components, relabel_levels
 from models.preprocess import SquareGeometry, from_model_space, stack_channels, to_model_space
+from models.volume import VolumeInput
 
 REFERENCE_ROLE = "SAG_T2"
-
-
-@dataclass
-class VolumeInput:
-    """One series as the model sees it.
-
-    Attributes:
-        pixels: (slices, rows, cols) float32, slices in the order given.
-        pixel_spacing: (row spacing, col spacing) in mm.
-        slice_positions_mm: (slices,) position of each slice along the slice normal.
-        orientation: ImageOrientationPatient (6 direction cosines).
-    """
-
-    pixels: np.ndarray
-    pixel_spacing: tuple[float, float]
-    slice_positions_mm: np.ndarray
-    orientation: tuple[float, ...]
 
 
 @dataclass
@@ -116,6 +100,31 @@ class Predictor:
         Raises:
             ValueError: if there is no SAG_T2 volume or it is not 3D.
         """
+        output = self.study_output(volumes)
+        ref = volumes[REFERENCE_ROLE]
+        geometry = SquareGeometry(
+            ref.pixels.shape[1], ref.pixels.shape[2], self.meta.config.img_size
+        )
+        label_map = self._clean(
+            np.stack(
+                [
+                    from_model_space(s[None], geometry)[0].argmax(0).cpu().numpy()
+                    for s in output.seg_logits
+                ]
+            ),
+            ref.orientation,
+            ref.pixel_spacing,
+        ).astype(np.uint8)
+        return self._prediction(label_map, output.level_logits, output.level_valid, ref)
+
+    @torch.no_grad()
+    def study_output(self, volumes: Mapping[str, VolumeInput]) -> StudyOutput:
+        """The network's outputs for one study in model space, with level regions taken from
+        the post-processed segmentation (what :meth:`predict` reports on).
+
+        Raises:
+            ValueError: if there is no SAG_T2 volume or it is not 3D.
+        """
         if REFERENCE_ROLE not in volumes:
             raise ValueError(f"a {REFERENCE_ROLE} volume is required")
         ref = volumes[REFERENCE_ROLE]
@@ -127,22 +136,13 @@ class Predictor:
         geometry = SquareGeometry(ref.pixels.shape[1], ref.pixels.shape[2], config.img_size)
         images = to_model_space(torch.from_numpy(stacked), geometry, "bilinear").to(self.device)
         positions = torch.as_tensor(ref.slice_positions_mm, dtype=torch.float32, device=self.device)
-
         logits, features = self._segment(images)
         scale = geometry.side / config.img_size
         model_spacing = (ref.pixel_spacing[0] * scale, ref.pixel_spacing[1] * scale)
         model_labels = self._clean(logits.argmax(1).cpu().numpy(), ref.orientation, model_spacing)
-        output = self.model.levels(
+        return self.model.levels(
             logits, features, torch.from_numpy(model_labels).to(self.device).long(), positions
         )
-        label_map = self._clean(
-            np.stack(
-                [from_model_space(s[None], geometry)[0].argmax(0).cpu().numpy() for s in logits]
-            ),
-            ref.orientation,
-            ref.pixel_spacing,
-        ).astype(np.uint8)
-        return self._prediction(label_map, output.level_logits, output.level_valid, ref)
 
     def _segment(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts = [self.model.segment(chunk)[:2] for chunk in images.split(self.batch_size)]

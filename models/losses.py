@@ -112,6 +112,7 @@ def segmentation_loss(
     Returns:
         The scalar loss.
     """
+    logits = logits.float()  # the loss is always computed in float32, also under autocast
     num_classes = logits.shape[1]
     if annotated is None:
         annotated = torch.ones(logits.shape[0], num_classes, dtype=torch.bool, device=logits.device)
@@ -153,7 +154,7 @@ def abnormality_loss(
     if not bool(valid.any()):
         return logits.sum() * 0.0
     return nnf.binary_cross_entropy_with_logits(
-        logits[valid], targets[valid].float(), pos_weight=pos_weight
+        logits[valid].float(), targets[valid].float(), pos_weight=pos_weight
     )
 
 
@@ -170,7 +171,7 @@ def masked_reconstruction_loss(
     Returns:
         The scalar loss.
     """
-    squared = ((prediction - image) ** 2) * mask
+    squared = ((prediction.float() - image) ** 2) * mask
     return squared.sum() / (mask.sum() * image.shape[1]).clamp_min(1.0)
 
 

@@ -2,7 +2,13 @@
 
 The text encoder is not part of the network: prompt embeddings are buffers (a
 :class:`~models.prompts.PromptBank` computed once), and report embeddings are computed outside
-and fed to :meth:`LumbarNet.encode_text`. So a checkpoint runs without a tokenizer.
+and fed to :meth:`LumbarNet.encode_report`. So a checkpoint runs without a tokenizer.
+
+The CLIP space pairs a report with its study's series embedding, which is built from the
+study's level embeddings (each slice-pooled over its level's region) rather than from the whole
+image: reports describe levels, and a global average of the image is the same for every study.
+Reports have a projection of their own, apart from the one the structure and abnormality
+prompts share.
 """
 
 from __future__ import annotations
@@ -91,11 +97,6 @@ class LumbarNet(nn.Module):
         else:
             raise ValueError(f"unknown seg_head {config.seg_head!r}")
         self.reconstruct_head = nn.Conv2d(c, config.in_chans, 1)
-        # image side of the CLIP space (series embeddings)
-        self.slice_embed = nn.Linear(bottleneck, e)
-        self.series_pool = SlicePooling(e, config.pool_heads)
-        self.image_proj = ProjectionHead(e, e, config.projection)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         # level abnormalities
         self.level_embed = nn.Linear(2 * c, e)
         self.level_pool = SlicePooling(e, config.pool_heads)
@@ -103,11 +104,19 @@ class LumbarNet(nn.Module):
         num_abn = prompts.abnormalities.shape[0]
         self.abnormality_head = nn.Linear(e, num_abn)
         self.abnormality_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        # CLIP space: series embeddings from the level embeddings, reports with their own head
+        self.series_proj = ProjectionHead(len(disc_values) * e, e, config.projection)
+        self.report_proj = ProjectionHead(config.text_dim, e, config.projection)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     # ---- text side -------------------------------------------------------------------------
     def encode_text(self, raw: torch.Tensor) -> torch.Tensor:
-        """Project raw text-encoder embeddings (..., text_dim) into the shared space, normalised."""
+        """Project raw prompt embeddings (..., text_dim) into the shared space, normalised."""
         return nnf.normalize(self.text_proj(raw), dim=-1)
+
+    def encode_report(self, raw: torch.Tensor) -> torch.Tensor:
+        """Project raw report embeddings (..., text_dim) into the CLIP space, normalised."""
+        return nnf.normalize(self.report_proj(raw), dim=-1)
 
     def structure_queries(self, augment: bool = False) -> torch.Tensor:
         """Projected structure queries (C, embed_dim): a random variant each, or the ensemble."""
@@ -146,15 +155,15 @@ class LumbarNet(nn.Module):
         """Masked-image-modelling reconstruction of (N, in_chans, H, W) inputs."""
         return self.reconstruct_head(self.decoder(images, self.encoder(images)))
 
-    def encode_series(
-        self, images: torch.Tensor, positions_mm: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
-        """Series embeddings (B, e), normalised, from (B, S, in_chans, H, W) padded stacks."""
-        b, s = images.shape[:2]
-        bottleneck = self.encoder(images.flatten(0, 1))[-1]
-        slices = self.slice_embed(bottleneck.mean((2, 3))).view(b, s, -1)
-        pooled = self.series_pool(slices, positions_mm, valid)
-        return nnf.normalize(self.image_proj(pooled), dim=-1)
+    def encode_series(self, output: StudyOutput) -> torch.Tensor:
+        """The study's series embedding (e,), normalised: its level embeddings (levels not found
+        count as zeros), in cranio-caudal order, projected into the CLIP space."""
+        levels = torch.where(
+            output.level_valid.unsqueeze(-1),
+            output.level_embeddings,
+            torch.zeros_like(output.level_embeddings),
+        )
+        return nnf.normalize(self.series_proj(levels.flatten()), dim=-1)
 
     def forward_study(
         self,

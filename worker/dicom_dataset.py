@@ -25,24 +25,27 @@ from pydicom.dataset import Dataset
 from models.data.rsna import RsnaStudy
 from models.data.samples import StudySample
 from models.labels import LabelScheme
+from models.volume import VolumeInput
+from worker.io import series_from_datasets as stack_series
+from worker.io import slice_normal
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 POSITION_TOLERANCE_MM = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class SeriesVolume:
-    """One image series sorted along its slice normal."""
+    """One image series sorted along its slice normal, with what pairing a T1 to a T2 needs."""
 
     series_uid: str
     study_uid: str
-    description: str
     echo_time: float
-    pixels: np.ndarray  # (slices, rows, cols) float32
-    pixel_spacing: tuple[float, float]
-    positions_mm: np.ndarray  # (slices,) along the normal
-    orientation: tuple[float, ...]
-    normal: np.ndarray
+    volume: VolumeInput
+
+    @property
+    def normal(self) -> np.ndarray:
+        """The unit slice normal."""
+        return slice_normal(self.volume.orientation)
 
     @property
     def is_sagittal(self) -> bool:
@@ -50,32 +53,19 @@ class SeriesVolume:
         return bool(abs(self.normal[0]) > 0.8)
 
 
-def series_from_datasets(datasets: list[Dataset]) -> SeriesVolume:
-    """Stack single-frame images of one series, sorted along the slice normal.
+def series_volume(datasets: list[Dataset]) -> SeriesVolume:
+    """Stack single-frame images of one series along the slice normal (as the node does).
 
     Raises:
-        ValueError: if the list is empty or the images disagree in shape or orientation.
+        ValueError: if the images do not form one volume.
     """
-    if not datasets:
-        raise ValueError("no images")
-    orientation = tuple(float(v) for v in datasets[0].ImageOrientationPatient)
-    normal = np.cross(orientation[:3], orientation[3:])
-    ordered = sorted(datasets, key=lambda d: float(np.dot(d.ImagePositionPatient, normal)))
-    shapes = {(int(d.Rows), int(d.Columns)) for d in ordered}
-    if len(shapes) != 1:
-        raise ValueError("images of different sizes in one series")
-    pixels = np.stack([_rescaled(d) for d in ordered]).astype(np.float32)
-    first = ordered[0]
+    loaded = stack_series(datasets)
+    first = loaded.datasets[0]
     return SeriesVolume(
         series_uid=str(first.SeriesInstanceUID),
         study_uid=str(first.StudyInstanceUID),
-        description=str(first.get("SeriesDescription", "")),
         echo_time=float(first.get("EchoTime", 0.0) or 0.0),
-        pixels=pixels,
-        pixel_spacing=(float(first.PixelSpacing[0]), float(first.PixelSpacing[1])),
-        positions_mm=np.array([float(np.dot(d.ImagePositionPatient, normal)) for d in ordered]),
-        orientation=orientation,
-        normal=normal,
+        volume=loaded.volume,
     )
 
 
@@ -89,7 +79,7 @@ def read_series_folder(directory: Path) -> SeriesVolume:
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".dcm")
     if not files:
         raise FileNotFoundError(f"no DICOM files in {directory}")
-    return series_from_datasets([pydicom.dcmread(p) for p in files])
+    return series_volume([pydicom.dcmread(p) for p in files])
 
 
 def seg_to_labels(
@@ -112,7 +102,7 @@ def seg_to_labels(
     frames = seg.pixel_array.reshape(-1, int(seg.Rows), int(seg.Columns))
     if seg.SegmentationType == "FRACTIONAL":
         frames = frames > int(seg.MaximumFractionalValue) / 2
-    labels = np.zeros(reference.pixels.shape, dtype=np.uint8)
+    labels = np.zeros(reference.volume.pixels.shape, dtype=np.uint8)
     for index, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
         number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         value = segment_values.get(number)
@@ -121,8 +111,8 @@ def seg_to_labels(
         position = float(
             np.dot(group.PlanePositionSequence[0].ImagePositionPatient, reference.normal)
         )
-        slot = int(np.argmin(np.abs(reference.positions_mm - position)))
-        if abs(reference.positions_mm[slot] - position) > POSITION_TOLERANCE_MM:
+        slot = int(np.argmin(np.abs(reference.volume.slice_positions_mm - position)))
+        if abs(reference.volume.slice_positions_mm[slot] - position) > POSITION_TOLERANCE_MM:
             raise ValueError("SEG frame does not match a reference slice")
         labels[slot][frames[index].astype(bool)] = value
     annotated = tuple(sorted(v for v in segment_values.values() if v is not None))
@@ -152,7 +142,7 @@ def load_dicom_folder(root: Path, scheme: LabelScheme) -> list[StudySample]:
             segs.append(ds)
         elif "PixelData" in ds:
             images[str(ds.SeriesInstanceUID)].append(ds)
-    series = {uid: series_from_datasets(items) for uid, items in images.items()}
+    series = {uid: series_volume(items) for uid, items in images.items()}
     samples = []
     for seg in segs:
         referenced = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
@@ -164,13 +154,13 @@ def load_dicom_folder(root: Path, scheme: LabelScheme) -> list[StudySample]:
         samples.append(
             StudySample(
                 study_id=reference.study_uid,
-                t2=reference.pixels,
-                t1=None if t1 is None else t1.pixels,
+                t2=reference.volume.pixels,
+                t1=None if t1 is None else t1.volume.pixels,
                 labels=labels,
                 annotated=annotated,
-                pixel_spacing=reference.pixel_spacing,
-                slice_positions_mm=reference.positions_mm,
-                orientation=reference.orientation,
+                pixel_spacing=reference.volume.pixel_spacing,
+                slice_positions_mm=reference.volume.slice_positions_mm,
+                orientation=reference.volume.orientation,
             )
         )
     return samples
@@ -184,8 +174,8 @@ def load_rsna_study(study: RsnaStudy) -> StudySample:
     """
     if "SAG_T2" not in study.series:
         raise FileNotFoundError(f"RSNA study {study.study_id} has no Sagittal T2/STIR series")
-    t2 = read_series_folder(study.series["SAG_T2"])
-    t1 = read_series_folder(study.series["SAG_T1"]) if "SAG_T1" in study.series else None
+    t2 = read_series_folder(study.series["SAG_T2"]).volume
+    t1 = read_series_folder(study.series["SAG_T1"]).volume if "SAG_T1" in study.series else None
     return StudySample(
         study_id=f"rsna-{study.study_id}",
         t2=t2.pixels,
@@ -193,7 +183,7 @@ def load_rsna_study(study: RsnaStudy) -> StudySample:
         labels=None,
         annotated=(),
         pixel_spacing=t2.pixel_spacing,
-        slice_positions_mm=t2.positions_mm,
+        slice_positions_mm=t2.slice_positions_mm,
         orientation=t2.orientation,
         report=study.report(),
     )
@@ -207,14 +197,8 @@ def _matching_t1(
             other.series_uid != reference.series_uid
             and other.study_uid == reference.study_uid
             and other.is_sagittal
-            and other.pixels.shape == reference.pixels.shape
+            and other.volume.pixels.shape == reference.volume.pixels.shape
             and other.echo_time < reference.echo_time
         ):
             return other
     return None
-
-
-def _rescaled(ds: Dataset) -> np.ndarray:
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    return ds.pixel_array.astype(np.float32) * slope + intercept

@@ -16,25 +16,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from models.volume import VolumeInput
+
 PARALLEL_TOLERANCE = 0.999
 """Minimum |cos| between slice normals of one series."""
-
-
-@dataclass(frozen=True)
-class Volume:
-    """One series as the model sees it (the fields of ``models.inference.VolumeInput``).
-
-    Attributes:
-        pixels: (slices, rows, cols) float32 after rescale, slices along the normal.
-        pixel_spacing: (row spacing, column spacing) in mm.
-        slice_positions_mm: (slices,) position of each slice along the slice normal.
-        orientation: ImageOrientationPatient (6 direction cosines).
-    """
-
-    pixels: np.ndarray
-    pixel_spacing: tuple[float, float]
-    slice_positions_mm: np.ndarray
-    orientation: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -42,10 +27,15 @@ class LoadedSeries:
     """A series read from the spool: the datasets in volume order, and the volume."""
 
     datasets: tuple[Dataset, ...]
-    volume: Volume
+    volume: VolumeInput
 
 
-def _normal(orientation: Sequence[float]) -> np.ndarray:
+def slice_normal(orientation: Sequence[float]) -> np.ndarray:
+    """The unit normal of slices with this ImageOrientationPatient.
+
+    Raises:
+        ValueError: if the two direction cosines are parallel.
+    """
     cosines = np.asarray(orientation, dtype=float)
     normal = np.cross(cosines[:3], cosines[3:])
     length = float(np.linalg.norm(normal))
@@ -81,10 +71,10 @@ def series_from_datasets(datasets: Sequence[Dataset]) -> LoadedSeries:
     if len({(int(d.Rows), int(d.Columns)) for d in datasets}) != 1:
         raise ValueError("images of the series differ in size")
     first = datasets[0]
-    normal = _normal(first.ImageOrientationPatient)
+    normal = slice_normal(first.ImageOrientationPatient)
     for dataset in datasets[1:]:
         if (
-            abs(float(np.dot(_normal(dataset.ImageOrientationPatient), normal)))
+            abs(float(np.dot(slice_normal(dataset.ImageOrientationPatient), normal)))
             < PARALLEL_TOLERANCE
         ):
             raise ValueError("images of the series are not parallel slices")
@@ -96,7 +86,7 @@ def series_from_datasets(datasets: Sequence[Dataset]) -> LoadedSeries:
     )
     ordered = tuple(datasets[i] for i in order)
     spacing = tuple(float(v) for v in first.PixelSpacing)
-    volume = Volume(
+    volume = VolumeInput(
         pixels=np.stack([_pixels(d) for d in ordered]),
         pixel_spacing=(spacing[0], spacing[1]),
         slice_positions_mm=np.asarray([positions[i] for i in order], dtype=np.float32),

@@ -20,12 +20,13 @@ import numpy as np
 from pydicom import Dataset
 
 from models.labels import load_label_scheme
+from models.volume import VolumeInput
 from pacs_node.results.hl7 import build_oru
 from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.key_images import build_key_images
 from pacs_node.results.seg import build_seg
 from pacs_node.results.sr import build_sr
-from worker.io import LoadedSeries, Volume, read_series
+from worker.io import LoadedSeries, read_series
 
 REFERENCE_ROLE = "SAG_T2"
 MODEL_ROLES = ("SAG_T2", "SAG_T1")
@@ -229,7 +230,7 @@ def analyse_study(
     """
     started = time.perf_counter()
     loaded = load_volumes(series_files)
-    volumes: dict[str, Volume] = {role: series.volume for role, series in loaded.items()}
+    volumes: dict[str, VolumeInput] = {role: series.volume for role, series in loaded.items()}
     loaded_at = time.perf_counter()
     prediction = predictor.predict(volumes)
     predicted_at = time.perf_counter()

@@ -14,13 +14,14 @@ import torch
 from tqdm import tqdm
 
 from models.data.phantom import phantom_to_sample
-from models.data.samples import StudySample, findings_matrix, to_model_sample
-from models.inference import Predictor, StudyPrediction, VolumeInput
+from models.data.samples import StudySample, findings_matrix
+from models.inference import Predictor, StudyPrediction
 from models.labels import load_label_scheme
 from models.metrics import detection_rates, dice_iou, hd95, retrieval_recall, threshold_for_fpr
 from models.phantom import generate_study
 from models.text_encoder import TextEncoder
 from models.training.cache import phantom_config
+from models.volume import VolumeInput
 
 
 @dataclass
@@ -179,24 +180,21 @@ def _add_embedding_metrics(
     samples: list[StudySample],
     text_encoder: TextEncoder | None,
 ) -> None:
-    model, config = predictor.model, predictor.meta.config
+    model = predictor.model
     scheme = load_label_scheme()
     series, correct, total = [], 0, 0
     for sample in samples:
-        ms = to_model_sample(sample, scheme, config.img_size, config.in_chans)
-        images = ms.images.to(predictor.device)
-        positions = ms.positions_mm.to(predictor.device)
-        output = model.forward_study(images, positions)
-        valid = (ms.findings_valid.to(predictor.device) & output.level_valid).cpu()
+        output = predictor.study_output(volumes_of(sample))
+        truth, known = findings_matrix(sample.findings, scheme)
+        valid = torch.from_numpy(known) & output.level_valid.cpu()
         guess = (output.zero_shot.cpu() > 0)[valid]
-        correct += int((guess == ms.findings[valid].bool()).sum())
+        correct += int((guess == torch.from_numpy(truth)[valid].bool()).sum())
         total += guess.numel()
-        valid_slices = torch.ones(1, images.shape[0], dtype=torch.bool, device=predictor.device)
-        series.append(model.encode_series(images[None], positions[None], valid_slices)[0].cpu())
+        series.append(model.encode_series(output).cpu())
     evaluation.zero_shot_accuracy = correct / total if total else float("nan")
     reports = [s.report for s in samples]
     if text_encoder is not None and all(reports):
-        text = model.encode_text(
+        text = model.encode_report(
             text_encoder.encode([r for r in reports if r]).to(predictor.device)
         )
         evaluation.retrieval = retrieval_recall(torch.stack(series), text.cpu())

@@ -7,6 +7,7 @@ import random
 import torch
 import torch.nn.functional as nnf
 
+from models.config import StageConfig
 from models.data.samples import ModelSample
 from models.losses import (
     SoftClipLoss,
@@ -80,23 +81,27 @@ def contrastive_loss(
 ) -> dict[str, torch.Tensor]:
     """Soft CLIP loss between series embeddings and report embeddings.
 
+    A study's level regions come from its labels when it has them, else from the network's own
+    segmentation.
+
     Raises:
         ValueError: if a sample has no report embedding or the batch has fewer than 2 studies.
     """
     if len(batch) < 2:
         raise ValueError("contrastive stage needs at least 2 studies per batch")
-    stacks, positions, valid = [], [], []
+    series, reports = [], []
     for sample in batch:
         if sample.report_embedding is None:
             raise ValueError("contrastive stage needs report embeddings")
         keep = central_slices(sample.images.shape[0], max_slices)
-        images = augment(sample.images[keep], rng)
-        pad = max_slices - images.shape[0]
-        stacks.append(nnf.pad(images, (0, 0, 0, 0, 0, 0, 0, pad)))
-        positions.append(nnf.pad(sample.positions_mm[keep], (0, pad)))
-        valid.append(torch.arange(max_slices) < images.shape[0])
-    image = model.encode_series(torch.stack(stacks), torch.stack(positions), torch.stack(valid))
-    text = model.encode_text(torch.stack([s.report_embedding for s in batch]))  # type: ignore[misc]
+        labels = None if sample.labels is None else sample.labels[keep]
+        output = model.forward_study(
+            augment(sample.images[keep], rng), sample.positions_mm[keep], labels
+        )
+        series.append(model.encode_series(output))
+        reports.append(sample.report_embedding)
+    image = torch.stack(series).float()
+    text = model.encode_report(torch.stack(reports)).float()
     findings = torch.stack([s.findings.flatten() for s in batch])
     scale = model.logit_scale.exp().clamp(max=100.0)
     loss = SoftClipLoss()(image, text, scale, findings)
@@ -119,3 +124,22 @@ def mim_loss(
     reconstruction = model.reconstruct(images * (1 - mask))
     loss = masked_reconstruction_loss(reconstruction, images, mask)
     return {"loss": loss, "mim": loss}
+
+
+def stage_loss(
+    model: LumbarNet,
+    stage: StageConfig,
+    batch: list[ModelSample],
+    rng: random.Random,
+    pos_weight: torch.Tensor,
+    abnormality_weight: float,
+) -> dict[str, torch.Tensor]:
+    """The loss of ``stage`` on ``batch``, under bfloat16 autocast when the stage asks for it."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
+        if stage.name == "supervised":
+            return supervised_loss(
+                model, batch, rng, stage.max_slices, pos_weight, abnormality_weight
+            )
+        if stage.name == "contrastive":
+            return contrastive_loss(model, batch, rng, stage.max_slices)
+        return mim_loss(model, batch, rng, stage.max_slices)

@@ -32,7 +32,7 @@ from models.prompts import build_prompt_bank
 from models.text_encoder import TextEncoder
 from models.training.cache import build_cache, load_cache, positive_weights
 from models.training.evaluate import phantom_samples, tune_thresholds
-from models.training.steps import contrastive_loss, mim_loss, supervised_loss
+from models.training.steps import stage_loss
 
 WARMUP_FRACTION = 0.05
 
@@ -157,7 +157,7 @@ def _run_stage(
 ) -> None:
     model.train()
     optimizer = torch.optim.AdamW(
-        (p for p in model.parameters() if p.requires_grad), lr=stage.lr, weight_decay=0.05
+        select_trainable(model, stage.trainable), lr=stage.lr, weight_decay=0.05
     )
     if optimizer_state:  # empty when the run stopped at a stage boundary
         optimizer.load_state_dict(optimizer_state)
@@ -169,14 +169,7 @@ def _run_stage(
         batch = rng.sample(pool, min(stage.batch_studies, len(pool)))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(stage, step)
-        if stage.name == "supervised":
-            losses = supervised_loss(
-                model, batch, rng, stage.max_slices, pos_weight, config.abnormality_weight
-            )
-        elif stage.name == "contrastive":
-            losses = contrastive_loss(model, batch, rng, stage.max_slices)
-        else:
-            losses = mim_loss(model, batch, rng, stage.max_slices)
+        losses = stage_loss(model, stage, batch, rng, pos_weight, config.abnormality_weight)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -201,6 +194,26 @@ def _run_stage(
                 },
                 resume_path,
             )
+    select_trainable(model, ())
+
+
+def select_trainable(model: LumbarNet, prefixes: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Unfreeze the parameters whose names start with one of ``prefixes`` (all when empty),
+    freeze the rest, and return the trainable ones.
+
+    Raises:
+        ValueError: if a prefix names no parameter.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise ValueError(f"no parameters named {', '.join(unknown)}")
+    selected = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(not prefixes or name.startswith(prefixes))
+        if parameter.requires_grad:
+            selected.append(parameter)
+    return selected
 
 
 def stage_pool(name: str, samples: list[ModelSample]) -> list[ModelSample]:
@@ -265,10 +278,20 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
             offsets[stage] = total
         total = max(total, offsets[stage] + point["step"])
     keys = sorted({k for p in history for k in p if k not in ("stage", "step")})
-    for key in keys:
-        points = [(offsets[int(p["stage"])] + p["step"], p[key]) for p in history if key in p]
-        if points:
-            axis.plot(*zip(*points, strict=True), label=key)
+    for number, key in enumerate(keys):
+        labelled = False
+        for stage, offset in offsets.items():
+            points = [
+                (offset + p["step"], p[key])
+                for p in history
+                if key in p and int(p["stage"]) == stage
+            ]
+            if points:
+                label = None if labelled else key
+                axis.plot(*zip(*points, strict=True), color=f"C{number}", label=label)
+                labelled = True
+    for offset in list(offsets.values())[1:]:
+        axis.axvline(offset, color="grey", linewidth=0.5, linestyle=":")
     axis.set_xlabel("global step")
     axis.set_ylabel("loss")
     axis.set_yscale("log")

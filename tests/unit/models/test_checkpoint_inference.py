@@ -17,10 +17,11 @@ from safetensors.torch import load_file, save_file
 
 from models.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, save_checkpoint
 from models.config import ModelConfig
-from models.inference import Predictor, StudyPrediction, VolumeInput, resolve_device
+from models.inference import Predictor, StudyPrediction, resolve_device
 from models.labels import load_label_scheme
 from models.network import LumbarNet
 from models.prompts import PromptBank
+from models.volume import VolumeInput
 
 DATA = Path(__file__).with_name("data")
 GOLDEN_CHECKPOINT = DATA / "tiny_golden.safetensors"
@@ -103,6 +104,13 @@ def test_predictor_contract_and_determinism(
     assert set(first.structures_found) <= names
     t2_only = predictor.predict({"SAG_T2": t2})
     assert t2_only.label_map.shape == labels.shape
+    output = predictor.study_output({"SAG_T2": t2})
+    names = predictor.meta.level_names
+    levels_found = {n for n, v in zip(names, output.level_valid, strict=True) if v}
+    assert levels_found and levels_found == set(t2_only.level_probabilities)
+    probabilities = torch.sigmoid(output.level_logits[output.level_valid]).flatten().tolist()
+    reported = [p for level in t2_only.level_probabilities.values() for p in level.values()]
+    assert probabilities == pytest.approx(reported)
     with pytest.raises(ValueError):
         predictor.predict({"SAG_T1": t2})
 
@@ -125,9 +133,7 @@ def golden_outputs(model: LumbarNet) -> dict[str, torch.Tensor]:
     labels[:, 30:34, 20:40] = 11
     with torch.no_grad():
         out = model.forward_study(images, positions, labels)
-        series = model.encode_series(
-            images[None], positions[None], torch.ones(1, 2, dtype=torch.bool)
-        )
+        series = model.encode_series(out)
     return {
         "seg_logits": out.seg_logits[:, :, ::8, ::8].contiguous(),
         "level_logits": out.level_logits,

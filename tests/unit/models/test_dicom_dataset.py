@@ -105,8 +105,8 @@ def test_generic_folder_with_seg(tmp_path: Path) -> None:
 def test_rsna_study_reads_series_folders(tmp_path: Path) -> None:
     study_uid = generate_uid()
     mr_series(tmp_path / "12", study_uid, 90.0, (3, 16, 16), 0)
-    volume = read_series_folder(tmp_path / "12")
-    assert volume.pixels.shape == (3, 16, 16) and volume.is_sagittal
+    series = read_series_folder(tmp_path / "12")
+    assert series.volume.pixels.shape == (3, 16, 16) and series.is_sagittal
     study = RsnaStudy(
         "5", {"SAG_T2": tmp_path / "12"}, {("spinal_canal_stenosis", "L4/L5"): "Severe"}
     )

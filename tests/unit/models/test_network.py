@@ -65,15 +65,36 @@ def test_text_head_depends_on_prompts(tiny_net: LumbarNet) -> None:
     assert not torch.allclose(before, tiny_net.segment(images)[0])
 
 
-def test_series_embedding_and_reconstruction(tiny_net: LumbarNet) -> None:
-    images = torch.rand(2, 3, 2, 64, 64)
-    valid = torch.tensor([[True, True, True], [True, True, False]])
-    series = tiny_net.encode_series(images, torch.zeros(2, 3), valid)
-    assert series.shape == (2, 16)
-    assert torch.allclose(series.norm(dim=-1), torch.ones(2), atol=1e-5)
-    assert tiny_net.reconstruct(images[0]).shape == (3, 2, 64, 64)
-    text = tiny_net.encode_text(torch.randn(5, 32))
-    assert torch.allclose(text.norm(dim=-1), torch.ones(5), atol=1e-5)
+def test_series_embedding_comes_from_the_levels_found(
+    tiny_net: LumbarNet, discs: tuple[int, ...]
+) -> None:
+    images = torch.rand(3, 2, 64, 64)
+    labels = torch.zeros(3, 64, 64, dtype=torch.long)
+    labels[:, 20:24, 20:40] = discs[-1]
+    labels[:, 40:44, 20:40] = discs[-2]
+    with torch.no_grad():
+        output = tiny_net.forward_study(images, torch.arange(3.0) * 4, labels)
+        series = tiny_net.encode_series(output)
+        assert series.shape == (16,)
+        assert torch.allclose(series.norm(), torch.tensor(1.0), atol=1e-5)
+        # levels not found do not count, whatever their (meaningless) embedding is
+        output.level_embeddings[~output.level_valid] = 7.0
+        assert torch.allclose(tiny_net.encode_series(output), series)
+        # a level that was found does
+        output.level_embeddings[output.level_valid.nonzero()[0]] *= -1
+        assert not torch.allclose(tiny_net.encode_series(output), series, atol=1e-3)
+    assert tiny_net.reconstruct(images).shape == (3, 2, 64, 64)
+
+
+def test_reports_have_their_own_projection(tiny_net: LumbarNet) -> None:
+    raw = torch.randn(5, 32)
+    report = tiny_net.encode_report(raw)
+    assert torch.allclose(report.norm(dim=-1), torch.ones(5), atol=1e-5)
+    queries = tiny_net.structure_queries()
+    with torch.no_grad():
+        tiny_net.report_proj.proj.weight.mul_(2).add_(1)
+    assert not torch.allclose(tiny_net.encode_report(raw), report)
+    assert torch.equal(tiny_net.structure_queries(), queries)
 
 
 def test_prompt_offsets_and_bad_head(

@@ -22,8 +22,8 @@ from models.data.samples import ModelSample, load_model_sample, save_model_sampl
 from models.network import LumbarNet
 from models.prompts import PromptBank
 from models.training.cache import positive_weights
-from models.training.steps import central_slices, contrastive_loss, mim_loss, supervised_loss
-from models.training.trainer import learning_rate, plot_history, stage_pool
+from models.training.steps import central_slices, contrastive_loss, mim_loss, stage_loss
+from models.training.trainer import learning_rate, plot_history, select_trainable, stage_pool
 
 
 def toy_sample(spine: Callable[..., np.ndarray], seed: int) -> ModelSample:
@@ -45,7 +45,9 @@ def toy_sample(spine: Callable[..., np.ndarray], seed: int) -> ModelSample:
     )
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_short_supervised_run_reduces_loss(
+    precision: str,
     tiny_bank: PromptBank,
     tiny_config: Callable[..., ModelConfig],
     discs: tuple[int, ...],
@@ -53,18 +55,23 @@ def test_short_supervised_run_reduces_loss(
 ) -> None:
     torch.manual_seed(0)
     model = LumbarNet(tiny_config(), tiny_bank, discs).train()
+    stage = StageConfig(name="supervised", steps=25, max_slices=4, precision=precision)
+    forward_dtypes: list[torch.dtype] = []
+    model.decoder.register_forward_hook(lambda _m, _i, out: forward_dtypes.append(out.dtype))
     samples = [toy_sample(spine, s) for s in range(3)]
     weights = positive_weights(samples)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     losses = []
-    for step in range(25):
-        rng = random.Random(step)
-        loss = supervised_loss(model, [samples[step % 3]], rng, 4, weights, 1.0)["loss"]
+    for step in range(stage.steps):
+        loss = stage_loss(model, stage, [samples[step % 3]], random.Random(step), weights, 1.0)
         optimizer.zero_grad()
-        loss.backward()
+        loss["loss"].backward()
         optimizer.step()
-        losses.append(loss.detach().item())
+        assert loss["loss"].dtype == torch.float32
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        losses.append(loss["loss"].detach().item())
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert set(forward_dtypes) == {torch.bfloat16 if precision == "bf16" else torch.float32}
 
 
 def test_contrastive_and_mim_steps_give_finite_gradients(
@@ -81,6 +88,26 @@ def test_contrastive_and_mim_steps_give_finite_gradients(
         assert torch.isfinite(loss)
     with pytest.raises(ValueError):
         contrastive_loss(tiny_net, samples[:1], random.Random(0), 3)
+
+
+def test_a_stage_trains_only_the_parameters_it_names(
+    tiny_net: LumbarNet, spine: Callable[..., np.ndarray]
+) -> None:
+    samples = [toy_sample(spine, s) for s in range(3)]
+    heads = ("series_proj", "report_proj", "logit_scale")
+    trainable = select_trainable(tiny_net, heads)
+    names = {n for n, p in tiny_net.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(heads) for n in names)
+    assert len(trainable) == len(names)
+    before = {n: p.detach().clone() for n, p in tiny_net.named_parameters()}
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    contrastive_loss(tiny_net, samples, random.Random(0), 3)["loss"].backward()
+    optimizer.step()
+    for name, parameter in tiny_net.named_parameters():
+        assert torch.equal(parameter, before[name]) != name.startswith(heads), name
+    assert len(select_trainable(tiny_net, ())) == len(before)
+    with pytest.raises(ValueError, match="no parameters named"):
+        select_trainable(tiny_net, ("nope",))
 
 
 def test_sample_cache_round_trip(tmp_path: Path, spine: Callable[..., np.ndarray]) -> None:
@@ -118,6 +145,10 @@ def test_configs_parse_and_reject_unknown_keys(tmp_path: Path) -> None:
         train_config_from_dict({"model": {"nope": 1}})
     with pytest.raises(ValueError):
         train_config_from_dict({"stages": [{"name": "dance", "steps": 1}]})
+    with pytest.raises(ValueError, match="precision"):
+        train_config_from_dict({"stages": [{"name": "mim", "steps": 1, "precision": "fp8"}]})
+    stage = {"name": "contrastive", "steps": 1, "trainable": ["series_proj"]}
+    assert train_config_from_dict({"stages": [stage]}).stages[0].trainable == ("series_proj",)
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"seed": 3}))
     assert load_train_config(path).seed == 3
