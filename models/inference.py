@@ -93,14 +93,23 @@ class Predictor:
         model, meta = load_checkpoint(path)
         return cls(model, meta, file_sha256(path), resolve_device(device))
 
-    @torch.no_grad()
     def predict(self, volumes: Mapping[str, VolumeInput]) -> StudyPrediction:
         """Analyse one study; ``volumes`` maps series roles (SAG_T2 required) to volumes.
 
         Raises:
             ValueError: if there is no SAG_T2 volume or it is not 3D.
         """
-        output = self.study_output(volumes)
+        return self.analyse(volumes)[0]
+
+    @torch.no_grad()
+    def analyse(self, volumes: Mapping[str, VolumeInput]) -> tuple[StudyPrediction, StudyOutput]:
+        """The prediction, and the network outputs behind it (model space, level regions from the
+        post-processed segmentation) for what needs the embeddings.
+
+        Raises:
+            ValueError: if there is no SAG_T2 volume or it is not 3D.
+        """
+        output = self._study_output(volumes)
         ref = volumes[REFERENCE_ROLE]
         geometry = SquareGeometry(
             ref.pixels.shape[1], ref.pixels.shape[2], self.meta.config.img_size
@@ -115,16 +124,10 @@ class Predictor:
             ref.orientation,
             ref.pixel_spacing,
         ).astype(np.uint8)
-        return self._prediction(label_map, output.level_logits, output.level_valid, ref)
+        prediction = self._prediction(label_map, output.level_logits, output.level_valid, ref)
+        return prediction, output
 
-    @torch.no_grad()
-    def study_output(self, volumes: Mapping[str, VolumeInput]) -> StudyOutput:
-        """The network's outputs for one study in model space, with level regions taken from
-        the post-processed segmentation (what :meth:`predict` reports on).
-
-        Raises:
-            ValueError: if there is no SAG_T2 volume or it is not 3D.
-        """
+    def _study_output(self, volumes: Mapping[str, VolumeInput]) -> StudyOutput:
         if REFERENCE_ROLE not in volumes:
             raise ValueError(f"a {REFERENCE_ROLE} volume is required")
         ref = volumes[REFERENCE_ROLE]

@@ -18,6 +18,7 @@ from models.data.samples import StudySample, findings_matrix
 from models.inference import Predictor, StudyPrediction
 from models.labels import load_label_scheme
 from models.metrics import detection_rates, dice_iou, hd95, retrieval_recall, threshold_for_fpr
+from models.network import LumbarNet, StudyOutput
 from models.phantom import generate_study
 from models.text_encoder import TextEncoder
 from models.training.cache import phantom_config
@@ -129,10 +130,12 @@ def evaluate(
     spine = scheme.spine_structures
     per_structure: dict[str, list[tuple[float, float, float]]] = {s.name: [] for s in spine}
     all_scores, all_truth = [], []
+    embeddings = _EmbeddingMetrics()
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         if sample.labels is None:
             raise ValueError(f"{sample.study_id} has no labels")
-        prediction = predictor.predict(volumes_of(sample))
+        prediction, output = predictor.analyse(volumes_of(sample))
+        embeddings.add(predictor.model, output, sample)
         spacing = (_slice_spacing(sample), *sample.pixel_spacing)
         for structure in spine:
             predicted = prediction.label_map == structure.value
@@ -168,36 +171,43 @@ def evaluate(
         mean_dice=float(np.mean([v["dice"] for v in structures.values()])),
         abnormalities=abnormalities,
         studies=len(samples),
+        zero_shot_accuracy=embeddings.zero_shot_accuracy(),
     )
-    _add_embedding_metrics(evaluation, predictor, samples, text_encoder)
+    reports = [s.report for s in samples]
+    if text_encoder is not None and all(reports):
+        raw = text_encoder.encode([r for r in reports if r]).to(predictor.device)
+        evaluation.retrieval = embeddings.retrieval(predictor.model, raw)
     return evaluation
 
 
-@torch.no_grad()
-def _add_embedding_metrics(
-    evaluation: Evaluation,
-    predictor: Predictor,
-    samples: list[StudySample],
-    text_encoder: TextEncoder | None,
-) -> None:
-    model = predictor.model
-    scheme = load_label_scheme()
-    series, correct, total = [], 0, 0
-    for sample in samples:
-        output = predictor.study_output(volumes_of(sample))
-        truth, known = findings_matrix(sample.findings, scheme)
+class _EmbeddingMetrics:
+    """Zero-shot accuracy and image-to-report retrieval, accumulated study by study."""
+
+    def __init__(self) -> None:
+        self.series: list[torch.Tensor] = []
+        self.correct = 0
+        self.total = 0
+        self.scheme = load_label_scheme()
+
+    @torch.no_grad()
+    def add(self, model: LumbarNet, output: StudyOutput, sample: StudySample) -> None:
+        """Score one study's prompt-only level calls and keep its series embedding."""
+        truth, known = findings_matrix(sample.findings, self.scheme)
         valid = torch.from_numpy(known) & output.level_valid.cpu()
         guess = (output.zero_shot.cpu() > 0)[valid]
-        correct += int((guess == torch.from_numpy(truth)[valid].bool()).sum())
-        total += guess.numel()
-        series.append(model.encode_series(output).cpu())
-    evaluation.zero_shot_accuracy = correct / total if total else float("nan")
-    reports = [s.report for s in samples]
-    if text_encoder is not None and all(reports):
-        text = model.encode_report(
-            text_encoder.encode([r for r in reports if r]).to(predictor.device)
-        )
-        evaluation.retrieval = retrieval_recall(torch.stack(series), text.cpu())
+        self.correct += int((guess == torch.from_numpy(truth)[valid].bool()).sum())
+        self.total += guess.numel()
+        self.series.append(model.encode_series(output).cpu())
+
+    def zero_shot_accuracy(self) -> float:
+        """Share of known (level, abnormality) pairs the prompt-only scores got right."""
+        return self.correct / self.total if self.total else float("nan")
+
+    @torch.no_grad()
+    def retrieval(self, model: LumbarNet, raw_reports: torch.Tensor) -> dict[str, float]:
+        """R@1 / R@5 of each study's report among all of them (studies in ``add`` order)."""
+        reports = model.encode_report(raw_reports).cpu()
+        return retrieval_recall(torch.stack(self.series), reports)
 
 
 def format_comparison(results: dict[str, Evaluation]) -> str:

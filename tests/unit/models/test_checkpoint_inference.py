@@ -102,9 +102,8 @@ def test_predictor_contract_and_determinism(
         assert set(first.level_calls[level]) == set(probabilities)
     names = {s.name for s in load_label_scheme().structures}
     assert set(first.structures_found) <= names
-    t2_only = predictor.predict({"SAG_T2": t2})
+    t2_only, output = predictor.analyse({"SAG_T2": t2})
     assert t2_only.label_map.shape == labels.shape
-    output = predictor.study_output({"SAG_T2": t2})
     names = predictor.meta.level_names
     levels_found = {n for n, v in zip(names, output.level_valid, strict=True) if v}
     assert levels_found and levels_found == set(t2_only.level_probabilities)
