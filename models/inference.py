@@ -109,11 +109,8 @@ class Predictor:
         Raises:
             ValueError: if there is no SAG_T2 volume or it is not 3D.
         """
-        output = self._study_output(volumes)
+        output, geometry = self._study_output(volumes)
         ref = volumes[REFERENCE_ROLE]
-        geometry = SquareGeometry(
-            ref.pixels.shape[1], ref.pixels.shape[2], self.meta.config.img_size
-        )
         label_map = self._clean(
             np.stack(
                 [
@@ -127,7 +124,9 @@ class Predictor:
         prediction = self._prediction(label_map, output.level_logits, output.level_valid, ref)
         return prediction, output
 
-    def _study_output(self, volumes: Mapping[str, VolumeInput]) -> StudyOutput:
+    def _study_output(
+        self, volumes: Mapping[str, VolumeInput]
+    ) -> tuple[StudyOutput, SquareGeometry]:
         if REFERENCE_ROLE not in volumes:
             raise ValueError(f"a {REFERENCE_ROLE} volume is required")
         ref = volumes[REFERENCE_ROLE]
@@ -143,9 +142,10 @@ class Predictor:
         scale = geometry.side / config.img_size
         model_spacing = (ref.pixel_spacing[0] * scale, ref.pixel_spacing[1] * scale)
         model_labels = self._clean(logits.argmax(1).cpu().numpy(), ref.orientation, model_spacing)
-        return self.model.levels(
+        output = self.model.levels(
             logits, features, torch.from_numpy(model_labels).to(self.device).long(), positions
         )
+        return output, geometry
 
     def _segment(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts = [self.model.segment(chunk)[:2] for chunk in images.split(self.batch_size)]

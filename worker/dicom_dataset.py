@@ -103,16 +103,15 @@ def seg_to_labels(
     if seg.SegmentationType == "FRACTIONAL":
         frames = frames > int(seg.MaximumFractionalValue) / 2
     labels = np.zeros(reference.volume.pixels.shape, dtype=np.uint8)
+    normal, positions = reference.normal, reference.volume.slice_positions_mm
     for index, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
         number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         value = segment_values.get(number)
         if value is None:
             continue
-        position = float(
-            np.dot(group.PlanePositionSequence[0].ImagePositionPatient, reference.normal)
-        )
-        slot = int(np.argmin(np.abs(reference.volume.slice_positions_mm - position)))
-        if abs(reference.volume.slice_positions_mm[slot] - position) > POSITION_TOLERANCE_MM:
+        position = float(np.dot(group.PlanePositionSequence[0].ImagePositionPatient, normal))
+        slot = int(np.argmin(np.abs(positions - position)))
+        if abs(positions[slot] - position) > POSITION_TOLERANCE_MM:
             raise ValueError("SEG frame does not match a reference slice")
         labels[slot][frames[index].astype(bool)] = value
     annotated = tuple(sorted(v for v in segment_values.values() if v is not None))
@@ -152,15 +151,12 @@ def load_dicom_folder(root: Path, scheme: LabelScheme) -> list[StudySample]:
         labels, annotated = seg_to_labels(seg, reference, scheme)
         t1 = _matching_t1(reference, series.values())
         samples.append(
-            StudySample(
-                study_id=reference.study_uid,
-                t2=reference.volume.pixels,
-                t1=None if t1 is None else t1.volume.pixels,
+            _study_sample(
+                reference.study_uid,
+                reference.volume,
+                None if t1 is None else t1.volume,
                 labels=labels,
                 annotated=annotated,
-                pixel_spacing=reference.volume.pixel_spacing,
-                slice_positions_mm=reference.volume.slice_positions_mm,
-                orientation=reference.volume.orientation,
             )
         )
     return samples
@@ -176,16 +172,31 @@ def load_rsna_study(study: RsnaStudy) -> StudySample:
         raise FileNotFoundError(f"RSNA study {study.study_id} has no Sagittal T2/STIR series")
     t2 = read_series_folder(study.series["SAG_T2"]).volume
     t1 = read_series_folder(study.series["SAG_T1"]).volume if "SAG_T1" in study.series else None
+    return _study_sample(
+        f"rsna-{study.study_id}", t2, t1, labels=None, annotated=(), report=study.report()
+    )
+
+
+def _study_sample(
+    study_id: str,
+    t2: VolumeInput,
+    t1: VolumeInput | None,
+    *,
+    labels: np.ndarray | None,
+    annotated: tuple[int, ...],
+    report: str | None = None,
+) -> StudySample:
+    """A sample on the T2's grid; a T1 on another grid is left out."""
     return StudySample(
-        study_id=f"rsna-{study.study_id}",
+        study_id=study_id,
         t2=t2.pixels,
         t1=t1.pixels if t1 is not None and t1.pixels.shape == t2.pixels.shape else None,
-        labels=None,
-        annotated=(),
+        labels=labels,
+        annotated=annotated,
         pixel_spacing=t2.pixel_spacing,
         slice_positions_mm=t2.slice_positions_mm,
         orientation=t2.orientation,
-        report=study.report(),
+        report=report,
     )
 
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from models.data.phantom import phantom_to_sample
 from models.data.samples import StudySample, findings_matrix
 from models.inference import Predictor, StudyPrediction
-from models.labels import load_label_scheme
+from models.labels import LabelScheme, load_label_scheme
 from models.metrics import detection_rates, dice_iou, hd95, retrieval_recall, threshold_for_fpr
 from models.network import LumbarNet, StudyOutput
 from models.phantom import generate_study
@@ -130,7 +130,7 @@ def evaluate(
     spine = scheme.spine_structures
     per_structure: dict[str, list[tuple[float, float, float]]] = {s.name: [] for s in spine}
     all_scores, all_truth = [], []
-    embeddings = _EmbeddingMetrics()
+    embeddings = _EmbeddingMetrics(scheme)
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         if sample.labels is None:
             raise ValueError(f"{sample.study_id} has no labels")
@@ -183,11 +183,11 @@ def evaluate(
 class _EmbeddingMetrics:
     """Zero-shot accuracy and image-to-report retrieval, accumulated study by study."""
 
-    def __init__(self) -> None:
+    def __init__(self, scheme: LabelScheme) -> None:
         self.series: list[torch.Tensor] = []
         self.correct = 0
         self.total = 0
-        self.scheme = load_label_scheme()
+        self.scheme = scheme
 
     @torch.no_grad()
     def add(self, model: LumbarNet, output: StudyOutput, sample: StudySample) -> None:
