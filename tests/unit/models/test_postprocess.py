@@ -87,6 +87,25 @@ def test_relabel_counts_from_the_sacrum_when_the_network_shifts_every_level() ->
     assert np.array_equal(relabel(network), truth)
 
 
+def test_relabel_counts_from_a_sacrum_the_network_half_calls_l5() -> None:
+    """Under half of the sacrum named S (45%) still anchors the count there."""
+    truth = ladder(6)
+    network = truth.copy()
+    lumbar = (truth >= 2) & (truth <= 8) | (truth >= 11) & (truth <= 17)
+    network[lumbar] = truth[lumbar] + 1
+    sacrum = np.argwhere(truth == 1)
+    called_l5 = sacrum[: int(0.55 * len(sacrum))]  # the upper 55% of the sacrum called "L5"
+    network[tuple(called_l5.T)] = 2
+    assert np.array_equal(relabel(network), truth)
+
+
+def test_relabel_keeps_a_disc_cut_by_the_top_of_the_field_of_view() -> None:
+    truth = ladder(6)  # rows 0-1 are background above the partial top vertebra
+    top_disc = DISCS[-1 - 6]  # the disc above the top vertebra
+    truth[:2, 0, 10:16] = top_disc  # 12 voxels in the first row: a tenth of a whole disc
+    assert np.array_equal(relabel(truth), truth)
+
+
 def test_relabel_fixes_swapped_levels() -> None:
     truth = ladder(6)
     network = truth.copy()
