@@ -10,7 +10,9 @@ A study is complete when one of these holds (mercure-style triggers):
 Completion is a compare-and-set on the study row, so an instance arriving at the same moment
 reopens the study rather than being lost. A study that already had a job gets a new job
 version which supersedes the previous one (late series). The job is enqueued only after the
-transaction that created it has committed.
+transaction that created it has committed. A study out of intended use gets a job too, marked
+with the reason: the worker sends a report saying why it was not analysed, and the job ends
+``skipped``.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ LOG = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CompletedStudy:
-    """What completing a study produced."""
+    """What completing a study produced: a queued job, and why it will not be analysed (None
+    when it will be)."""
 
     study_instance_uid: str
     job_id: int
-    state: JobState
     trigger: CompletionTrigger
-    reason: str | None
+    skip_reason: str | None
 
 
 class StudyAssembler:
@@ -159,19 +161,26 @@ class StudyAssembler:
             )
             if won.rowcount != 1:  # type: ignore[attr-defined]
                 return None  # a new instance arrived meanwhile; the study stays open
-            state = JobState.SKIPPED if reason else JobState.QUEUED
             job = create_job(
-                session, study_id=study_id, state=state, trigger=trigger.value, reason=reason
+                session,
+                study_id=study_id,
+                state=JobState.QUEUED,
+                trigger=trigger.value,
+                skip_reason=reason,
             )
             study_uid = session.scalar(select(Study.study_instance_uid).where(Study.id == study_id))
             job_id = job.id
             session.commit()
         assert study_uid is not None
-        LOG.info("study complete (%s): job %d %s", trigger.value, job_id, state.value)
-        if state is JobState.QUEUED:
-            try:
-                self._queue.enqueue(job_id)
-            except Exception:
-                # The job row is committed and stays queued: the reconciler re-enqueues it.
-                LOG.exception("could not enqueue job %d; it stays queued", job_id)
-        return CompletedStudy(study_uid, job_id, state, trigger, reason)
+        LOG.info(
+            "study complete (%s): job %d queued%s",
+            trigger.value,
+            job_id,
+            "" if reason is None else " (not analysed)",
+        )
+        try:
+            self._queue.enqueue(job_id)
+        except Exception:
+            # The job row is committed and stays queued: the reconciler re-enqueues it.
+            LOG.exception("could not enqueue job %d; it stays queued", job_id)
+        return CompletedStudy(study_uid, job_id, trigger, reason)

@@ -82,7 +82,8 @@ def _force_complete(settings: Settings, study_uid: str) -> int:
     )
     assembler.force_complete(study_uid)
     for done in assembler.tick():
-        print(f"{done.study_instance_uid}: job {done.job_id} {done.state.value}")
+        skip = "" if done.skip_reason is None else f" (not analysed: {done.skip_reason})"
+        print(f"{done.study_instance_uid}: job {done.job_id} queued{skip}")
     engine.dispose()
     return 0
 

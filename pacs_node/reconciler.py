@@ -38,6 +38,7 @@ DELIVERY_STATES = (
     # An admin replay makes deliveries of a finished job pending again.
     JobState.FAILED,
     JobState.DONE,
+    JobState.SKIPPED,
 )
 
 

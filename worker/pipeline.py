@@ -2,9 +2,10 @@
 
 Given the spool files of a study (by series role) and a predictor, :func:`analyse_study` reads the
 volumes, runs the predictor once, maps its output onto the result builders' inputs (this is the
-one place that mapping lives) and encodes the SEG, the TID 1500 SR and the ORU^R01. Identities and
-dates come from the :class:`~pacs_node.results.inputs.ResultContext`, so running a job again
-yields byte-identical objects.
+one place that mapping lives) and encodes the SEG, the TID 1500 SR and the ORU^R01. For a study
+out of intended use, :func:`report_not_analysed` encodes the SR that says why, without a model.
+Identities and dates come from the :class:`~pacs_node.results.inputs.ResultContext`, so running a
+job again yields byte-identical objects.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pydicom
 from pydicom import Dataset
 
 from models.labels import load_label_scheme
@@ -25,7 +27,7 @@ from pacs_node.results.hl7 import build_oru
 from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.key_images import build_key_images
 from pacs_node.results.seg import build_seg
-from pacs_node.results.sr import build_sr
+from pacs_node.results.sr import build_not_analysed_sr, build_sr
 from worker.io import LoadedSeries, read_series
 
 REFERENCE_ROLE = "SAG_T2"
@@ -84,10 +86,11 @@ class EncodedResult:
 
 @dataclass(frozen=True)
 class ResultBundle:
-    """Everything a job produced, and how long each stage took (seconds)."""
+    """Everything a job produced, the model that produced it (None when no model ran), and how
+    long each stage took (seconds)."""
 
     results: tuple[EncodedResult, ...]
-    algorithm: AlgorithmInfo
+    algorithm: AlgorithmInfo | None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -244,4 +247,36 @@ def analyse_study(
             "inference": predicted_at - loaded_at,
             "encode": encoded_at - predicted_at,
         },
+    )
+
+
+def report_not_analysed(
+    instance_files: Sequence[Path], reason: str, context: ResultContext
+) -> ResultBundle:
+    """Encode the report of a study the node does not analyse; no model runs.
+
+    Args:
+        instance_files: Received instances of the study; the header of the first is read (its
+            patient and study attributes go into the report).
+        reason: Why the study is out of intended use.
+        context: The job's identity and dates.
+
+    Returns:
+        The not-analysed SR (PS3.3 A.35.13 Comprehensive 3D SR, TID 1500) with its ``encode``
+        timing.
+
+    Raises:
+        ValueError: if there is no instance or ``reason`` is empty.
+        OSError: if the instance cannot be read.
+        pydicom.errors.InvalidDicomError: if the instance is not DICOM.
+    """
+    if not instance_files:
+        raise ValueError("the study has no instance")
+    started = time.perf_counter()
+    header = pydicom.dcmread(instance_files[0], stop_before_pixels=True)
+    sr = build_not_analysed_sr(header, reason, context=context)
+    return ResultBundle(
+        results=(_dicom_result("sr", sr),),
+        algorithm=None,
+        timings={"encode": time.perf_counter() - started},
     )

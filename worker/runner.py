@@ -3,8 +3,10 @@
 :meth:`JobRunner.analyse` takes a queued job under a lease, runs the pipeline, stores the encoded
 results with their deterministic identities and creates their deliveries, all before anything is
 sent. :meth:`JobRunner.deliver` sends due DICOM deliveries (only the objects not yet stored), then
-the HL7 notification, moving the job through ``delivering`` and ``notifying`` to ``done``. Every
-step is a compare-and-set, so duplicate or late messages do nothing.
+the HL7 notification, moving the job through ``delivering`` and ``notifying`` to ``done``. A job
+for a study out of intended use takes the same path with one result, the SR that says why the
+study was not analysed (the model is not loaded for it), and ends ``skipped`` with its reason.
+Every step is a compare-and-set, so duplicate or late messages do nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,9 +46,16 @@ from pacs_node.dispatch.scu import send_files
 from pacs_node.domain import JobState
 from pacs_node.hl7.mllp import send_message
 from pacs_node.queue import WorkQueue
-from pacs_node.results.inputs import ResultContext
+from pacs_node.results.inputs import AlgorithmInfo, ResultContext
 from pacs_node.spool import Spool, atomic_write
-from worker.pipeline import MODEL_ROLES, EncodedResult, Predictor, ResultBundle, analyse_study
+from worker.pipeline import (
+    MODEL_ROLES,
+    EncodedResult,
+    Predictor,
+    ResultBundle,
+    analyse_study,
+    report_not_analysed,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -145,18 +156,11 @@ class JobRunner:
         with self.sessions.begin() as session:
             if not claim_job(session, job_id, owner, self.policy):
                 return False
-            series_files = self._series_files(session, job_id)
-            context = self._context(session, job_id)
+            work = self._work(session, job_id)
         LOG.info("job %d: analysing", job_id)
         try:
             with LeaseKeeper(self.sessions, job_id, owner, self.policy):
-                bundle = analyse_study(
-                    series_files,
-                    self.predictor(),
-                    context,
-                    key_images=any(d.key_images for d in self.settings.destinations),
-                )
-                self._store(job_id, owner, bundle)
+                self._store(job_id, owner, work())
         except LeaseLostError:
             # Over its time limit or taken over after a stall: the reconciler already counted
             # this attempt and the job's new owner (or its failure) decides what happens next.
@@ -173,6 +177,47 @@ class JobRunner:
             return False
         self.queue.enqueue_delivery(job_id)
         return True
+
+    def _work(self, session: Session, job_id: int) -> Callable[[], ResultBundle]:
+        """What analysing a claimed job means: the model on its series or, for a study out of
+        intended use, the report that says why it is not analysed."""
+        context = self._context(session, job_id)
+        skip_reason = session.scalar(select(Job.skip_reason).where(Job.id == job_id))
+        if skip_reason is not None:
+            return partial(
+                report_not_analysed, self._first_instance(session, job_id), skip_reason, context
+            )
+        return partial(self._run_model, self._series_files(session, job_id), context)
+
+    def _run_model(
+        self, series_files: dict[str, list[Path]], context: ResultContext
+    ) -> ResultBundle:
+        """Analyse a study with the model (loaded on first use).
+
+        Raises:
+            ValueError: if the study lacks a usable SAG_T2 series or its results cannot be
+                encoded.
+            OSError: if a spool file cannot be read.
+            Exception: whatever loading or running the model raises.
+        """
+        return analyse_study(
+            series_files,
+            self.predictor(),
+            context,
+            key_images=any(d.key_images for d in self.settings.destinations),
+        )
+
+    def _first_instance(self, session: Session, job_id: int) -> list[Path]:
+        """The spool file of the study's first received instance (none if it has none)."""
+        paths = session.scalars(
+            select(Instance.path)
+            .join(Series, Series.id == Instance.series_id)
+            .join(Job, Job.study_id == Series.study_id)
+            .where(Job.id == job_id)
+            .order_by(Instance.id)
+            .limit(1)
+        )
+        return [self.spool.path_of(p) for p in paths]
 
     def _series_files(self, session: Session, job_id: int) -> dict[str, list[Path]]:
         study_id = session.scalar(select(Job.study_id).where(Job.id == job_id))
@@ -226,7 +271,6 @@ class JobRunner:
                 if self.settings.hl7_endpoint is None
                 else f"{self.settings.hl7_endpoint.host}:{self.settings.hl7_endpoint.port}",
             )
-            algorithm = bundle.algorithm
             done = finish_running(
                 session,
                 job_id,
@@ -234,9 +278,7 @@ class JobRunner:
                 JobState.RESULTS_READY,
                 f"results stored: {', '.join(r.kind for r in bundle.results)}",
                 details={"timings": bundle.timings},
-                model_name=algorithm.name[:64],
-                config_hash=algorithm.config_hash[:64],
-                checkpoint_sha256=algorithm.checkpoint_sha256[:64],
+                **_model_columns(bundle.algorithm),
             )
             if not done:
                 raise LeaseLostError(f"job {job_id} is no longer leased to {owner}")
@@ -244,7 +286,8 @@ class JobRunner:
     # --- delivery and notification ------------------------------------------------------------
 
     def deliver(self, job_id: int) -> JobState | None:
-        """Send a job's due deliveries, then its notification, advancing its state.
+        """Send a job's due deliveries, then its notification, advancing its state to ``done``
+        (``skipped`` for a study out of intended use).
 
         Returns:
             The job's state afterwards (None if there is no such job).
@@ -261,19 +304,29 @@ class JobRunner:
         if self._state(job_id) is JobState.NOTIFYING:
             started = time.perf_counter()
             self._send_hl7(job_id)
-            self._advance(job_id, Channel.HL7, JobState.NOTIFYING, JobState.DONE, started)
+            outcome, values = self._outcome(job_id)
+            self._advance(job_id, Channel.HL7, JobState.NOTIFYING, outcome, started, **values)
         return self._state(job_id)
 
+    def _outcome(self, job_id: int) -> tuple[JobState, dict[str, Any]]:
+        """The state a delivered job ends in, with the job columns to set: ``skipped`` with its
+        reason for a study out of intended use, else ``done``."""
+        with self.sessions() as session:
+            skip_reason = session.scalar(select(Job.skip_reason).where(Job.id == job_id))
+        if skip_reason is None:
+            return JobState.DONE, {}
+        return JobState.SKIPPED, {"reason": skip_reason}
+
     def _start_delivery(self, job_id: int) -> None:
-        """``results_ready`` -> ``delivering``; a replayed ``failed``/``done`` job goes back to
-        ``delivering`` (DICOM due) or ``notifying`` (only HL7 due)."""
+        """``results_ready`` -> ``delivering``; a replayed ``failed``/``done``/``skipped`` job goes
+        back to ``delivering`` (DICOM due) or ``notifying`` (only HL7 due)."""
         with self.sessions.begin() as session:
             state = session.scalar(select(Job.state).where(Job.id == job_id))
             if state == JobState.RESULTS_READY:
                 transition(
                     session, job_id, JobState.RESULTS_READY, JobState.DELIVERING, "delivering"
                 )
-            elif state in (JobState.FAILED, JobState.DONE):
+            elif state in (JobState.FAILED, JobState.DONE, JobState.SKIPPED):
                 if DeliveryState.PENDING in channel_states(session, job_id, Channel.DICOM):
                     target = JobState.DELIVERING
                 elif DeliveryState.PENDING in channel_states(session, job_id, Channel.HL7):
@@ -349,7 +402,10 @@ class JobRunner:
         current: JobState,
         new: JobState,
         started: float,
+        **values: Any,
     ) -> None:
+        """Move the job on to ``new`` (setting ``values``) once no delivery of ``channel`` is
+        pending, or to ``failed`` if one was dead-lettered."""
         seconds = time.perf_counter() - started
         stage = "deliver" if channel is Channel.DICOM else "notify"
         with self.sessions.begin() as session:
@@ -370,8 +426,25 @@ class JobRunner:
                 )
                 return
             transition(
-                session, job_id, current, new, f"{stage} complete", {"timings": {stage: seconds}}
+                session,
+                job_id,
+                current,
+                new,
+                f"{stage} complete",
+                {"timings": {stage: seconds}},
+                **values,
             )
+
+
+def _model_columns(algorithm: AlgorithmInfo | None) -> dict[str, str]:
+    """The job columns that identify the model (none when no model ran)."""
+    if algorithm is None:
+        return {}
+    return {
+        "model_name": algorithm.name[:64],
+        "config_hash": algorithm.config_hash[:64],
+        "checkpoint_sha256": algorithm.checkpoint_sha256[:64],
+    }
 
 
 def _file_name(result: EncodedResult) -> str:

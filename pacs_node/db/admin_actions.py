@@ -1,9 +1,11 @@
 """Admin actions on jobs, each written to the append-only audit log in the same transaction.
 
-* retry: a ``failed`` job goes back to ``queued`` (compare-and-set) and is enqueued after commit;
+* retry: a ``failed`` job that has no results yet goes back to ``queued`` (compare-and-set) and
+  is enqueued after commit (one that failed sending its results is replayed instead);
 * replay: a job's deliveries to one destination go back to ``pending``, due now; a job that had
-  finished (``done``, or ``failed`` on a dead delivery) goes back to the stage that sends them
-  (``delivering`` for DICOM, ``notifying`` for HL7) and the delivery worker is woken after commit;
+  finished (``done``, ``skipped`` after its not-analysed report, or ``failed`` on a dead
+  delivery) goes back to the stage that sends them (``delivering`` for DICOM, ``notifying`` for
+  HL7) and the delivery worker is woken after commit;
 * force-complete: a receiving study is completed at the next assembly check.
 
 The session-level functions run in the caller's transaction (the pipeline can reuse them); the
@@ -15,13 +17,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.assembly import StudyAssembler
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import add_event, transition
-from pacs_node.db.tables import AuditLog, Delivery, Job, Study
+from pacs_node.db.tables import AuditLog, Delivery, Job, Result, Study
 from pacs_node.dispatch.ledger import Channel, DeliveryState
 from pacs_node.domain import JobState
 from pacs_node.errors import NodeError
@@ -74,9 +76,16 @@ def retry_job(session: Session, job_id: int, *, actor: str, remote_address: str 
 
     Raises:
         JobNotFoundError: if there is no such job.
-        ActionRejectedError: if the job is not ``failed`` (or changed state meanwhile).
+        ActionRejectedError: if the job is not ``failed`` (or changed state meanwhile), or it
+            already has results (it failed sending them: analysing it again would store objects
+            with the same identities, so they are replayed instead).
     """
     job = _job(session, job_id)
+    has_results = select(func.count()).select_from(Result).where(Result.job_id == job_id)
+    if job.state == JobState.FAILED and session.scalar(has_results):
+        raise ActionRejectedError(
+            f"job {job_id} already has its results (sending them failed): replay them instead"
+        )
     previous_reason = job.reason
     moved = transition(
         session,
@@ -102,7 +111,7 @@ def retry_job(session: Session, job_id: int, *, actor: str, remote_address: str 
     )
 
 
-REOPENED_STATES = (JobState.DONE, JobState.FAILED, JobState.NOTIFYING)
+REOPENED_STATES = (JobState.DONE, JobState.SKIPPED, JobState.FAILED, JobState.NOTIFYING)
 """States a replay moves back to the sending stage (others are already on their way there)."""
 
 
@@ -111,8 +120,9 @@ def replay_deliveries(
 ) -> int:
     """Reset a job's deliveries to ``destination`` to ``pending``, due now; return how many.
 
-    A ``done`` or ``failed`` job (or one notifying when DICOM is replayed) moves back to the stage
-    that sends them, compare-and-set; the caller commits, then wakes a delivery worker.
+    A ``done``, ``skipped`` or ``failed`` job (or one notifying when DICOM is replayed) moves back
+    to the stage that sends them, compare-and-set; the caller commits, then wakes a delivery
+    worker.
 
     Raises:
         JobNotFoundError: if there is no such job.

@@ -27,12 +27,14 @@ def create_job(
     study_id: int,
     state: JobState,
     trigger: str | None,
-    reason: str | None = None,
+    skip_reason: str | None = None,
 ) -> Job:
     """Create the next version of a study's job, superseding the previous one.
 
     The previous latest job (whatever its state, unless already superseded) is marked
-    ``superseded``: its results are replaced by this job's.
+    ``superseded``: its results are replaced by this job's. A ``skip_reason`` marks a study out
+    of intended use: the job reports that reason instead of running the model, then ends
+    ``skipped``.
     """
     previous = session.scalar(
         select(Job).where(Job.study_id == study_id).order_by(Job.version.desc()).limit(1)
@@ -43,7 +45,7 @@ def create_job(
         version=version,
         state=state,
         trigger=trigger,
-        reason=reason,
+        skip_reason=skip_reason,
         supersedes_job_id=previous.id if previous is not None else None,
     )
     session.add(job)
@@ -54,7 +56,7 @@ def create_job(
     add_event(
         session,
         job,
-        f"job created: {state.value}" + (f" ({reason})" if reason else ""),
+        f"job created: {state.value}" + (f" (not analysed: {skip_reason})" if skip_reason else ""),
         {"trigger": trigger, "version": version},
     )
     return job

@@ -116,6 +116,9 @@ class Job(Base):
     version: Mapped[int] = mapped_column(Integer, comment="1 for the first job of a study")
     state: Mapped[str] = mapped_column(String(16), index=True, comment="JobState value")
     reason: Mapped[str | None] = mapped_column(Text, comment="why skipped or failed")
+    skip_reason: Mapped[str | None] = mapped_column(
+        Text, comment="out of intended use: the job sends a not-analysed SR, then ends skipped"
+    )
     retryable: Mapped[bool] = mapped_column(default=False)
     trigger: Mapped[str | None] = mapped_column(String(32), comment="CompletionTrigger value")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

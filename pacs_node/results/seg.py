@@ -18,7 +18,7 @@ from pacs_node.results import codes
 from pacs_node.results.identity import derive_uid
 from pacs_node.results.inputs import AI_LABEL, AlgorithmInfo, ResultContext, SegmentationType
 from pacs_node.results.palette import structure_colour
-from pacs_node.results.source import ordered_series, present_structures
+from pacs_node.results.source import ordered_series, present_structures, with_type2_attributes
 from pacs_node.results.stamp import pin_creation, pin_dimension_organization
 
 CONTENT_LABEL = "AI_SPINE_SEG"
@@ -116,7 +116,7 @@ def build_seg(
     ]
     series_uid, sop_uid = seg_uids(context, str(images[0].SeriesInstanceUID), seg_type)
     seg = hd.seg.Segmentation(
-        source_images=images,
+        source_images=[with_type2_attributes(images[0]), *images[1:]],
         pixel_array=segment_numbers,
         segmentation_type=(
             hd.seg.SegmentationTypeValues.BINARY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -19,6 +20,37 @@ _REQUIRED = (
     "Rows",
     "Columns",
 )
+
+
+PATIENT_STUDY_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "ReferringPhysicianName",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyID",
+)
+"""Type 2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1): a result
+object copies them from its source and must carry them, empty when unknown."""
+
+
+def with_type2_attributes(source: Dataset) -> Dataset:
+    """``source``, or a copy of it in which the Type 2 patient and study attributes it lacks are
+    present and empty (senders that omit them would otherwise make every result fail).
+
+    Raises:
+        Nothing.
+    """
+    missing = [keyword for keyword in PATIENT_STUDY_TYPE2 if keyword not in source]
+    if not missing:
+        return source
+    filled = copy.deepcopy(source)
+    for keyword in missing:
+        setattr(filled, keyword, None)
+    return filled
 
 
 def _slice_normal(image: Dataset) -> np.ndarray:

@@ -27,6 +27,7 @@ from pacs_node.results.inputs import (
     ResultStatus,
 )
 from pacs_node.results.seg import segment_tracking_uid
+from pacs_node.results.source import with_type2_attributes
 from pacs_node.results.stamp import pin_creation
 from pacs_node.results.summary import abnormal, impression_text, ordered_levels
 
@@ -163,7 +164,7 @@ def _document(
 ) -> hd.sr.Comprehensive3DSR:
     series_uid, sop_uid = sr_uids(context)
     sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
+        evidence=[with_type2_attributes(evidence[0]), *evidence[1:]],
         content=report,
         series_instance_uid=series_uid,
         series_number=context.sr_series_number,
@@ -264,8 +265,9 @@ def build_not_analysed_sr(
     """Build the report of a study the node did not analyse (out of intended use, no series...).
 
     Args:
-        source_study_header: One received instance of the study; patient and study attributes are
-            copied from it and it is listed as evidence.
+        source_study_header: One received instance of the study (any SOP class; the header
+            suffices); patient and study attributes are copied from it (empty where it lacks a
+            Type 2 one) and it is listed as evidence.
         reason: Why the study was not analysed, for the reader (no patient data).
         context: The job.
 

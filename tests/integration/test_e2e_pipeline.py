@@ -1,7 +1,8 @@
 """End to end: storescu -> pacs-node serve -> Celery worker -> storescp (PACS) and MLLP (RIS).
 
 Real PostgreSQL, Redis, Celery worker processes, DCMTK peers and a tiny checkpoint of the real
-model; the embedded mode (SQLite, no broker) runs the same path in one process.
+model; the embedded mode (SQLite, no broker) runs the same path in one process, and returns a
+study out of intended use as a not-analysed SR.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from bench.e2e.harness import STORESCP, STORESCU, Stack, make_random_checkpoint,
 from models.checkpoint import file_sha256
 from pacs_node.phantom import WrittenStudy
 from pacs_node.phantom.truth import read_truth
+from tests.helpers.dicom_factory import StudySpec, write_study
 from tests.helpers.services import Redis
+from tests.unit.worker.conftest import assert_not_analysed_sr
 from worker.commands.phantom import write_phantom
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -103,3 +106,33 @@ def test_embedded_mode_end_to_end(tmp_path: Path, checkpoint: Path) -> None:
         stack.wait_jobs(["done", "failed"])
         assert_delivered(stack, checkpoint)
         assert_no_patient_data_in_logs(stack, study)
+
+
+def test_study_out_of_intended_use_reaches_the_pacs_as_a_not_analysed_sr(tmp_path: Path) -> None:
+    reason = "body part KNEE is not the lumbar spine"
+    spec = StudySpec(seed=31, series=("T2 TSE SAG",), slices=2, body_part="KNEE")
+    files = write_study(spec, tmp_path / "study")
+    with run_stack(
+        tmp_path / "stack",
+        database_url=f"sqlite:///{tmp_path}/node.db",
+        broker_url="embedded",
+        checkpoint=None,
+    ) as stack:
+        stack.push(tmp_path / "study")
+        ((_, state, job_reason),) = stack.wait_jobs(["skipped", "failed"])
+        assert (state, job_reason) == ("skipped", reason), stack.logs()
+        ((kind, sop_instance_uid),) = stack.query("SELECT kind, sop_instance_uid FROM results")
+        (stored,) = stack.pacs.files()
+        assert (kind, str(pydicom.dcmread(stored).SOPInstanceUID)) == ("sr", sop_instance_uid)
+        assert_not_analysed_sr(stored.read_bytes(), pydicom.dcmread(files[0]), reason)
+        assert iod_errors(stored) == []
+        assert stack.ris.control_ids() == []  # no ORU^R01 for a study not analysed
+        states = [s for (s,) in stack.query("SELECT state FROM job_events ORDER BY id")]
+        assert states == [
+            "queued",
+            "running",
+            "results_ready",
+            "delivering",
+            "notifying",
+            "skipped",
+        ]

@@ -31,19 +31,20 @@ def snapshot(session: Session) -> tuple[object, ...]:
     )
 
 
-def make_job(sessions: sessionmaker[Session], state: JobState) -> int:
+def make_job(sessions: sessionmaker[Session], state: JobState, *, outputs: bool = True) -> int:
     with sessions.begin() as session:
         job = add_job(session, add_study(session, 1), state, created=T0, reason="model crashed")
         job.attempts = 3
         job.retryable = True
-        add_outputs(session, job)
+        if outputs:
+            add_outputs(session, job)
         return job.id
 
 
 def test_retry_requeues_a_failed_job_after_commit_and_audits(
     sessions: sessionmaker[Session],
 ) -> None:
-    job_id = make_job(sessions, JobState.FAILED)
+    job_id = make_job(sessions, JobState.FAILED, outputs=False)
     queue = RecordingQueue(sessions)
     admin_actions.retry_and_enqueue(
         sessions, queue, job_id, actor="alice", remote_address="10.1.1.1"
@@ -82,6 +83,20 @@ def test_retry_of_a_job_that_has_not_failed_changes_nothing(
     assert queue.enqueued == []
 
 
+def test_retry_of_a_job_that_failed_sending_its_results_points_to_replay(
+    sessions: sessionmaker[Session],
+) -> None:
+    job_id = make_job(sessions, JobState.FAILED)
+    queue = RecordingQueue(sessions)
+    with sessions() as session:
+        before = snapshot(session)
+    with pytest.raises(admin_actions.ActionRejectedError, match="replay them instead"):
+        admin_actions.retry_and_enqueue(sessions, queue, job_id, actor="alice")
+    with sessions() as session:
+        assert snapshot(session) == before
+    assert queue.enqueued == []
+
+
 def test_actions_survive_a_broker_outage(sessions: sessionmaker[Session]) -> None:
     class DownQueue:
         def enqueue(self, job_id: int) -> None:
@@ -90,19 +105,22 @@ def test_actions_survive_a_broker_outage(sessions: sessionmaker[Session]) -> Non
         def enqueue_delivery(self, job_id: int) -> None:
             raise ConnectionError("broker down")
 
-    job_id = make_job(sessions, JobState.FAILED)
+    job_id = make_job(sessions, JobState.FAILED, outputs=False)
     admin_actions.retry_and_enqueue(sessions, DownQueue(), job_id, actor="alice")
-    with sessions() as session:
-        assert session.get(Job, job_id).state == "queued"  # type: ignore[union-attr]
+    with sessions.begin() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.state == "queued"
+        add_outputs(session, job)
     admin_actions.replay_and_wake(sessions, DownQueue(), job_id, DESTINATION, actor="alice")
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(AuditLog)) == 2
 
 
-def test_replay_resets_only_that_destination_and_reopens_a_done_job(
-    sessions: sessionmaker[Session],
+@pytest.mark.parametrize("finished", [JobState.DONE, JobState.SKIPPED])
+def test_replay_resets_only_that_destination_and_reopens_a_finished_job(
+    sessions: sessionmaker[Session], finished: JobState
 ) -> None:
-    job_id = make_job(sessions, JobState.DONE)
+    job_id = make_job(sessions, finished)
     queue = RecordingQueue(sessions)
     before = utcnow()
     count = admin_actions.replay_and_wake(

@@ -130,15 +130,22 @@ def test_job_detail_and_unknown_job(node: Node) -> None:
 
 def test_retry_and_replay_over_http_are_audited_with_who_and_where(node: Node) -> None:
     with node.sessions.begin() as session:
-        job = add_job(session, add_study(session, 1), JobState.FAILED, created=T0)
-        add_outputs(session, job)
-        job_id = job.id
+        job_id = add_job(session, add_study(session, 1), JobState.FAILED, created=T0).id
+        sent = add_job(session, add_study(session, 2), JobState.FAILED, created=T0)
+        add_outputs(session, sent)
+        sent_id = sent.id
     admin = node.headers(Role.ADMIN)
     retried = node.client.post(f"/api/jobs/{job_id}/retry", headers=admin)
     assert retried.status_code == 202, retried.text
     assert node.queue.enqueued == [(job_id, "queued")]
     again = node.client.post(f"/api/jobs/{job_id}/retry", headers=admin)
     assert again.status_code == 409 and "only a failed job" in again.json()["detail"]
+    has_results = node.client.post(f"/api/jobs/{sent_id}/retry", headers=admin)
+    assert has_results.status_code == 409 and "replay" in has_results.json()["detail"]
+    with node.sessions.begin() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        add_outputs(session, job)
     replayed = node.client.post(
         f"/api/jobs/{job_id}/replay", json={"destination": DESTINATION}, headers=admin
     )

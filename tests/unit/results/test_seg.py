@@ -331,3 +331,19 @@ def test_bad_label_map_is_rejected(
     }[bad]
     with pytest.raises(ValueError):
         build_seg(t2_series.images, labels, structure_values, algorithm=algorithm, context=context)
+
+
+def test_sources_without_type2_patient_and_study_attributes(
+    t2_series, structure_values, algorithm, context, roundtrip: RoundTrip
+) -> None:
+    """A sender that omits Type 2 attributes still gets its SEG, carrying them empty."""
+    images = [copy.deepcopy(image) for image in t2_series.images]
+    for image in images:
+        del image.PatientBirthDate, image.StudyID
+    built = build_seg(
+        images, t2_series.label_map, structure_values, algorithm=algorithm, context=context
+    )
+    seg = roundtrip(built)
+    assert (seg.PatientBirthDate, seg.StudyID) == ("", "")
+    assert seg.PatientID == images[0].PatientID
+    assert all("PatientBirthDate" not in image for image in images)  # the caller's are untouched

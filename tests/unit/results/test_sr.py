@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import shutil
 import subprocess
@@ -284,6 +285,33 @@ def test_not_analysed_report(
     sr.save_as(path, enforce_file_format=True)
     assert dciodvfy(path) == []
     assert "Not analysed" in _dsrdump(path)
+
+
+def test_not_analysed_report_of_a_header_without_type2_attributes(
+    t2_series, context, roundtrip: RoundTrip, tmp_path: Path, dciodvfy
+) -> None:
+    header = copy.deepcopy(t2_series.images[0])
+    for keyword in ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber"):
+        delattr(header, keyword)
+    sr = roundtrip(build_not_analysed_sr(header, "modality CT is not MR", context=context))
+    assert (sr.PatientBirthDate, sr.PatientSex, sr.StudyID, sr.AccessionNumber) == ("",) * 4
+    assert sr.PatientID == header.PatientID
+    assert "PatientBirthDate" not in header  # the caller's header is left as it was
+    path = tmp_path / "na.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy(path) == []
+
+
+def test_report_of_sources_without_type2_attributes(
+    t2_series, findings, measurements, algorithm, context, roundtrip: RoundTrip
+) -> None:
+    images = [copy.deepcopy(image) for image in t2_series.images]
+    for image in images:
+        del image.PatientBirthDate, image.AccessionNumber
+    sr = build_sr(images, findings, measurements, algorithm=algorithm, context=context)
+    read = roundtrip(sr)
+    assert (read.PatientBirthDate, read.AccessionNumber) == ("", "")
+    assert read.PatientID == images[0].PatientID
 
 
 def test_invalid_inputs_are_rejected(t2_series, findings, algorithm, context) -> None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import highdicom as hd
 import numpy as np
+import pydicom
 import pytest
+from pydicom import Dataset
+from pydicom.uid import Comprehensive3DSRStorage
 
 from models.labels import load_label_scheme
 from pacs_node.phantom import WrittenStudy
+from pacs_node.results import codes
 from worker.commands.phantom import write_phantom
 
 
@@ -24,6 +30,26 @@ def phantom_study(tmp_path_factory: pytest.TempPathFactory) -> WrittenStudy:
 def series_files(study: WrittenStudy) -> dict[str, list[Path]]:
     """Files of each series by role."""
     return {s.role: list(s.paths) for s in study.series}
+
+
+def assert_not_analysed_sr(data: bytes, source: Dataset, reason: str) -> None:
+    """``data`` is a Comprehensive 3D SR of the source's patient and study that says it was not
+    analysed, and why."""
+    sr = pydicom.dcmread(io.BytesIO(data))
+    assert sr.SOPClassUID == Comprehensive3DSRStorage
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber"):
+        assert sr[keyword].value == source[keyword].value, keyword
+    (group,) = hd.sr.MeasurementReport.from_sequence([sr]).get_image_measurement_groups()
+    (evaluation,) = group.get_qualitative_evaluations()
+    assert (evaluation.name, evaluation.value) == (codes.ANALYSIS_STATUS, codes.NOT_ANALYSED)
+    texts = {
+        item.ConceptNameCodeSequence[0].CodeMeaning: item.TextValue
+        for container in sr.ContentSequence
+        for item in container.get("ContentSequence", [])
+        if item.ValueType == "TEXT"
+    }
+    assert texts[codes.NOT_ANALYSED_REASON.meaning] == reason
+    assert texts["Summary"].startswith(f"Not analysed: {reason}.")
 
 
 @dataclass

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime
 import io
+from pathlib import Path
 
 import highdicom as hd
 import pydicom
 import pytest
+from pydicom.uid import Comprehensive3DSRStorage
 
 from pacs_node.phantom import WrittenStudy
 from pacs_node.results.inputs import ResultContext
-from tests.unit.worker.conftest import FakePredictor, series_files
-from worker.pipeline import analyse_study
+from tests.helpers.dicom_factory import StudySpec, write_study
+from tests.unit.worker.conftest import FakePredictor, assert_not_analysed_sr, series_files
+from worker.pipeline import analyse_study, report_not_analysed
 
 CONTEXT = ResultContext(
     job_key="job-7",
@@ -78,3 +81,18 @@ def test_key_images_when_a_destination_needs_them(phantom_study: WrittenStudy) -
     assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
     assert sc.BurnedInAnnotation == "YES"
     assert sc.StudyInstanceUID == phantom_study.study_instance_uid
+
+
+def test_study_out_of_intended_use_gets_one_not_analysed_sr(tmp_path: Path) -> None:
+    reason = "body part KNEE is not the lumbar spine"
+    files = write_study(
+        StudySpec(seed=3, series=("T2 TSE SAG", "T2 TSE AX"), body_part="KNEE"), tmp_path
+    )
+    bundle = report_not_analysed(files, reason, CONTEXT)
+    assert bundle.algorithm is None and set(bundle.timings) == {"encode"}
+    (sr,) = bundle.results
+    assert (sr.kind, sr.channel, sr.sop_class_uid) == ("sr", "dicom", Comprehensive3DSRStorage)
+    assert_not_analysed_sr(sr.data, pydicom.dcmread(files[0]), reason)
+    assert report_not_analysed(files, reason, CONTEXT).results == bundle.results  # identical
+    with pytest.raises(ValueError, match="no instance"):
+        report_not_analysed([], reason, CONTEXT)

@@ -1,8 +1,10 @@
-"""Job steps end to end without Celery: analyse, store, deliver, notify, retry, dead-letter."""
+"""Job steps end to end without Celery: analyse, store, deliver, notify, retry, dead-letter; a
+study out of intended use sends its not-analysed SR the same way and ends skipped."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pydicom
@@ -11,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.config import Destination, HostPort, Settings
+from pacs_node.db.admin_actions import replay_deliveries
 from pacs_node.db.jobs import create_job
 from pacs_node.db.leases import JobPolicy
 from pacs_node.db.session import make_engine, make_session_factory
@@ -18,12 +21,15 @@ from pacs_node.db.tables import Delivery, Instance, Job, JobEvent, Result, Serie
 from pacs_node.domain import JobState, StudyStatus
 from pacs_node.hl7.receiver import MllpReceiver
 from pacs_node.phantom import WrittenStudy
+from pacs_node.results.inputs import ResultContext
+from pacs_node.results.sr import sr_uids
 from pacs_node.spool import Spool
 from tests.unit.dispatch.conftest import StoreSCP, store_scp  # noqa: F401  (fixture)
-from tests.unit.worker.conftest import FakePredictor, RecordingQueue
+from tests.unit.worker.conftest import FakePredictor, RecordingQueue, assert_not_analysed_sr
 from worker.runner import JobRunner
 
 POLICY = JobPolicy(max_attempts=2, delivery_max_attempts=2, delivery_backoff_seconds=0.001)
+SKIP_REASON = "no usable series: missing SAG_T2"
 
 
 @pytest.fixture
@@ -40,7 +46,12 @@ def ris() -> Iterator[MllpReceiver]:
     receiver.stop()
 
 
-def received_study(sessions: sessionmaker[Session], spool: Spool, study: WrittenStudy) -> int:
+def received_study(
+    sessions: sessionmaker[Session],
+    spool: Spool,
+    study: WrittenStudy,
+    skip_reason: str | None = None,
+) -> int:
     """Spool a study and record it as the SCP and assembly would; returns the queued job."""
     with sessions.begin() as session:
         row = Study(study_instance_uid=study.study_instance_uid, status=StudyStatus.COMPLETE)
@@ -70,7 +81,13 @@ def received_study(sessions: sessionmaker[Session], spool: Spool, study: Written
                         size_bytes=stored.size_bytes,
                     )
                 )
-        return create_job(session, study_id=row.id, state=JobState.QUEUED, trigger="forced").id
+        return create_job(
+            session,
+            study_id=row.id,
+            state=JobState.QUEUED,
+            trigger="forced",
+            skip_reason=skip_reason,
+        ).id
 
 
 def make_runner(
@@ -208,3 +225,85 @@ def test_results_of_an_attempt_that_lost_its_lease_are_discarded(
         job = session.get(Job, job_id)
         assert job is not None and (job.state, job.lease_owner) == ("running", "another-worker")
         assert session.query(Result).count() == 0
+
+
+def model_must_not_load() -> FakePredictor:
+    raise AssertionError("the model was loaded for a study it does not analyse")
+
+
+def test_skipped_study_sends_its_not_analysed_sr_once_and_ends_skipped(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+    store_scp: StoreSCP,  # noqa: F811
+    ris: MllpReceiver,
+) -> None:
+    runner, queue = make_runner(sessions, tmp_path, store_scp.port, ris.port, FakePredictor())
+    runner.predictor_factory = model_must_not_load
+    job_id = received_study(sessions, runner.spool, phantom_study, SKIP_REASON)
+    assert runner.analyse(job_id)
+    assert not runner.analyse(job_id)  # a duplicate message does nothing
+    assert queue.deliver == [job_id]
+    assert runner.deliver(job_id) is JobState.SKIPPED
+    assert runner.deliver(job_id) is JobState.SKIPPED  # nothing is due: nothing is sent again
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.state, job.reason, job.model_name) == ("skipped", SKIP_REASON, None)
+        (result,) = session.scalars(select(Result)).all()
+        deliveries = session.execute(select(Delivery.channel, Delivery.state)).all()
+        events = session.scalars(
+            select(JobEvent.state).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).all()
+    # The SR's identity is derived from the job; the RIS gets no ORU for a study not analysed.
+    context = ResultContext(job_key=f"job-{job_id}", created=datetime.now(UTC), software_version="")
+    assert (result.kind, result.series_instance_uid, result.sop_instance_uid) == (
+        "sr",
+        *sr_uids(context),
+    )
+    assert [tuple(d) for d in deliveries] == [("dicom", "sent")]
+    assert store_scp.received == [result.sop_instance_uid] and ris.control_ids() == []
+    assert events == ["queued", "running", "results_ready", "delivering", "notifying", "skipped"]
+    first_instance = pydicom.dcmread(phantom_study.series[0].paths[0], stop_before_pixels=True)
+    sr_file = runner.spool.path_of(result.path).read_bytes()
+    assert_not_analysed_sr(sr_file, first_instance, SKIP_REASON)
+    # An admin replay sends the same stored object again: no new result or delivery rows.
+    with sessions.begin() as session:
+        replay_deliveries(
+            session, job_id, f"PACS@127.0.0.1:{store_scp.port}", actor="admin", remote_address=None
+        )
+    assert runner.deliver(job_id) is JobState.SKIPPED
+    assert store_scp.received == [result.sop_instance_uid] * 2
+    with sessions() as session:
+        assert (session.query(Result).count(), session.query(Delivery).count()) == (1, 1)
+        assert session.scalar(select(Job.reason).where(Job.id == job_id)) == SKIP_REASON
+
+
+def test_skipped_study_whose_pacs_refuses_is_retried_then_dead_lettered(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+    store_scp: StoreSCP,  # noqa: F811
+    ris: MllpReceiver,
+) -> None:
+    runner, _ = make_runner(sessions, tmp_path, store_scp.port, ris.port, FakePredictor())
+    job_id = received_study(sessions, runner.spool, phantom_study, SKIP_REASON)
+    assert runner.analyse(job_id)
+    store_scp.refuse = True
+    assert runner.deliver(job_id) is JobState.DELIVERING  # a retry is due after the backoff
+    assert runner.deliver(job_id) is JobState.FAILED
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.retryable
+        assert job.reason == "dicom delivery failed after 2 attempts; replay to retry"
+        assert session.execute(select(Delivery.state, Delivery.attempts)).one() == ("dead", 2)
+    store_scp.refuse = False
+    with sessions.begin() as session:
+        replay_deliveries(
+            session, job_id, f"PACS@127.0.0.1:{store_scp.port}", actor="admin", remote_address=None
+        )
+    assert runner.deliver(job_id) is JobState.SKIPPED
+    assert len(store_scp.received) == 1
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and (job.reason, job.retryable) == (SKIP_REASON, False)

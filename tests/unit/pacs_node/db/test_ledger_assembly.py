@@ -111,7 +111,7 @@ def test_quiet_period_completes_and_enqueues_after_commit(
     assert assembler.tick() == []
     clock.now += timedelta(seconds=2)
     [done] = assembler.tick()
-    assert done.trigger is CompletionTrigger.QUIET_PERIOD and done.state is JobState.QUEUED
+    assert done.trigger is CompletionTrigger.QUIET_PERIOD and done.skip_reason is None
     assert queue.job_ids == [done.job_id]
     with sessions() as s:
         job = s.get(Job, done.job_id)
@@ -138,15 +138,16 @@ def test_release_with_protocol_completes_early_but_not_without_sag_t2(
     done = assembler.tick()
     assert [d.study_instance_uid for d in done] == [with_t2.study_uid]
     assert done[0].trigger is CompletionTrigger.RELEASED_WITH_PROTOCOL
-    # The axial-only study waits for its quiet period, then is skipped with the reason.
+    # The axial-only study waits for its quiet period; its job is to report why it is skipped.
     clock.now += timedelta(seconds=30)
     [skipped] = assembler.tick()
-    assert skipped.state is JobState.SKIPPED
-    assert skipped.reason == "no usable series: missing SAG_T2"
-    assert queue.job_ids == [done[0].job_id]
+    assert skipped.skip_reason == "no usable series: missing SAG_T2"
+    assert queue.job_ids == [done[0].job_id, skipped.job_id]
 
 
-def test_non_lumbar_study_is_skipped_with_reason(sessions: sessionmaker[Session]) -> None:
+def test_non_lumbar_study_gets_a_queued_job_that_keeps_the_reason(
+    sessions: sessionmaker[Session],
+) -> None:
     ledger, queue, clock = InstanceLedger(sessions), RecordingQueue(), Clock()
     assembler = make_assembler(sessions, queue, clock)
     spec = StudySpec(seed=6, modality="CT")
@@ -154,9 +155,14 @@ def test_non_lumbar_study_is_skipped_with_reason(sessions: sessionmaker[Session]
         ledger.record_instance(r)
     assembler.force_complete(spec.study_uid)
     [done] = assembler.tick()
-    assert done.trigger is CompletionTrigger.FORCED and done.state is JobState.SKIPPED
-    assert done.reason == "modality CT is not MR"
-    assert queue.job_ids == []
+    assert done.trigger is CompletionTrigger.FORCED
+    assert done.skip_reason == "modality CT is not MR"
+    assert queue.job_ids == [done.job_id]  # the worker sends the not-analysed report
+    with sessions() as s:
+        job = s.get(Job, done.job_id)
+        assert job is not None and job.state == JobState.QUEUED
+        assert (job.skip_reason, job.reason) == ("modality CT is not MR", None)
+        assert job.events[0].message == "job created: queued (not analysed: modality CT is not MR)"
 
 
 def test_force_complete_unknown_study(sessions: sessionmaker[Session]) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import inspect
+from pathlib import Path
+
+from sqlalchemy import inspect, text
 
 from pacs_node.db import migrate
 from pacs_node.db.session import make_engine
@@ -17,3 +19,30 @@ def test_upgrade_is_idempotent_and_creates_every_table(database_url: str) -> Non
     names = set(inspect(engine).get_table_names())
     engine.dispose()
     assert {"studies", "series", "instances", "jobs", "job_events", "receive_errors"} <= names
+
+
+def test_jobs_skipped_before_the_skip_reason_column_keep_their_reason(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    migrate.upgrade(url, "0001")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_instance_uid, status, first_received_at, "
+                "last_received_at, force_complete) VALUES (1, '1.2.3', 'complete', :t, :t, 0)"
+            ),
+            {"t": "2026-01-01 00:00:00"},
+        )
+        for job_id, state, reason in ((1, "skipped", "modality CT is not MR"), (2, "failed", "x")):
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, study_id, version, state, reason, retryable, attempts, "
+                    "created_at, updated_at) VALUES (:id, 1, :id, :state, :reason, 0, 0, :t, :t)"
+                ),
+                {"id": job_id, "state": state, "reason": reason, "t": "2026-01-01 00:00:00"},
+            )
+    migrate.upgrade(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, skip_reason FROM jobs ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(1, "modality CT is not MR"), (2, None)]
