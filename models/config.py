@@ -15,7 +15,6 @@ from typing import Any
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 PRECISIONS = ("fp32", "bf16")
-CROP_MULTIPLE = 32  # the coarsest stride of the registered encoders
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,6 @@ class StageConfig:
             CPUs with AVX-512 BF16.
         trainable: names of the parameters (prefixes, e.g. ``"series_proj"``) this stage
             trains; the others stay frozen. Empty = all of them.
-        crop_width: supervised stages only: train on random windows of this many columns that
-            contain every labelled pixel of the study, instead of whole slices (the spine is a
-            narrow strip of a sagittal slice, so most of the decoder's full-resolution work is
-            spent on background). A multiple of 32; 0 = whole slices. Encoders with a fixed
-            input size (ViT, Swin) cannot use it.
     """
 
     name: str
@@ -91,7 +85,6 @@ class StageConfig:
     max_slices: int = 12
     precision: str = "fp32"
     trainable: tuple[str, ...] = ()
-    crop_width: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,11 +146,6 @@ def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
                 raise ValueError(f"unknown stage {stage['name']!r}")
             if stage.get("precision", "fp32") not in PRECISIONS:
                 raise ValueError(f"unknown precision {stage['precision']!r}")
-            crop = stage.get("crop_width", 0)
-            if crop and (crop % CROP_MULTIPLE or stage["name"] != "supervised"):
-                raise ValueError(
-                    f"crop_width {crop} must be a multiple of {CROP_MULTIPLE} in a supervised stage"
-                )
             stages.append(StageConfig(**{**stage, "trainable": tuple(stage.get("trainable", ()))}))
         values["stages"] = tuple(stages)
     for key in ("train_seeds", "val_seeds"):

@@ -85,7 +85,6 @@ class ImageEncoder(nn.Module):
     Attributes:
         channels: channels of each returned map, finest first.
         reductions: stride of each returned map relative to the input.
-        fixed_size: the encoder only takes ``img_size`` x ``img_size`` inputs (ViT, Swin).
     """
 
     def __init__(self, name: str, in_chans: int, img_size: int, tiny: bool = False) -> None:
@@ -97,7 +96,6 @@ class ImageEncoder(nn.Module):
         super().__init__()
         spec = _REGISTRY[name]
         kwargs = {**spec.kwargs, **(spec.tiny_kwargs if tiny else {})}
-        self.fixed_size = spec.needs_img_size
         if spec.needs_img_size:
             kwargs["img_size"] = img_size
         self.body = timm.create_model(

@@ -29,31 +29,6 @@ def central_slices(count: int, max_slices: int) -> slice:
     return slice(start, start + max_slices)
 
 
-def label_crop(
-    images: torch.Tensor, labels: torch.Tensor, width: int, rng: random.Random
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random window of ``width`` columns of (S, C, H, W) images and (S, H, W) labels.
-
-    The window contains every labelled column when it can; when the labels are wider it is
-    centred on them. ``width`` 0 or at least the image width returns the inputs unchanged.
-    """
-    full = labels.shape[-1]
-    if not width or width >= full:
-        return images, labels
-    columns = torch.nonzero((labels > 0).any(0).any(0)).flatten()
-    if columns.numel() == 0:
-        start = rng.randint(0, full - width)
-    else:
-        first, last = int(columns[0]), int(columns[-1])
-        low, high = max(0, last - width + 1), min(first, full - width)
-        if low <= high:
-            start = rng.randint(low, high)
-        else:
-            start = min(max((first + last + 1) // 2 - width // 2, 0), full - width)
-    window = slice(start, start + width)
-    return images[..., window], labels[..., window]
-
-
 def augment(images: torch.Tensor, rng: random.Random) -> torch.Tensor:
     """Intensity augmentation per channel: gamma, contrast scale, Gaussian noise; kept in [0, 1]."""
     out = []
@@ -73,26 +48,20 @@ def supervised_loss(
     max_slices: int,
     pos_weight: torch.Tensor,
     abnormality_weight: float,
-    crop_width: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Segmentation (partial-label aware) + abnormality loss over the batch's studies.
 
-    With ``crop_width``, each study is seen through a :func:`label_crop` window.
-
     Raises:
-        ValueError: if a sample has no labels, or ``crop_width`` is set for an encoder that only
-            takes square inputs of its own size.
+        ValueError: if a sample has no labels.
     """
-    if crop_width and model.encoder.fixed_size:
-        raise ValueError(f"{model.config.image_encoder} cannot train on crops (crop_width)")
     seg_total = torch.zeros(())
     abn_total = torch.zeros(())
     for sample in batch:
         if sample.labels is None:
             raise ValueError("supervised stage needs labelled samples")
         keep = central_slices(sample.images.shape[0], max_slices)
-        images, labels = label_crop(sample.images[keep], sample.labels[keep], crop_width, rng)
-        images = augment(images, rng)
+        images = augment(sample.images[keep], rng)
+        labels = sample.labels[keep]
         output = model.forward_study(
             images, sample.positions_mm[keep], labels, augment_prompts=True
         )
@@ -169,13 +138,7 @@ def stage_loss(
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
         if stage.name == "supervised":
             return supervised_loss(
-                model,
-                batch,
-                rng,
-                stage.max_slices,
-                pos_weight,
-                abnormality_weight,
-                stage.crop_width,
+                model, batch, rng, stage.max_slices, pos_weight, abnormality_weight
             )
         if stage.name == "contrastive":
             return contrastive_loss(model, batch, rng, stage.max_slices)

@@ -22,13 +22,7 @@ from models.data.samples import ModelSample, load_model_sample, save_model_sampl
 from models.network import LumbarNet
 from models.prompts import PromptBank
 from models.training.cache import positive_weights
-from models.training.steps import (
-    central_slices,
-    contrastive_loss,
-    label_crop,
-    mim_loss,
-    stage_loss,
-)
+from models.training.steps import central_slices, contrastive_loss, mim_loss, stage_loss
 from models.training.trainer import learning_rate, plot_history, select_trainable, stage_pool
 
 
@@ -78,45 +72,6 @@ def test_short_supervised_run_reduces_loss(
         losses.append(loss["loss"].detach().item())
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
     assert set(forward_dtypes) == {torch.bfloat16 if precision == "bf16" else torch.float32}
-
-
-def test_label_crop_keeps_every_labelled_column() -> None:
-    labels = torch.zeros(2, 8, 128, dtype=torch.long)
-    labels[:, 2:6, 50:91] = 3
-    images = torch.arange(128.0).expand(2, 2, 8, 128)  # each pixel holds its column
-    starts = set()
-    for seed in range(20):
-        cropped_images, cropped = label_crop(images, labels, 64, random.Random(seed))
-        assert cropped.shape == (2, 8, 64) and cropped_images.shape == (2, 2, 8, 64)
-        assert (cropped > 0).sum() == (labels > 0).sum()
-        start = int(cropped_images[0, 0, 0, 0])
-        assert torch.equal(cropped, labels[..., start : start + 64])
-        starts.add(start)
-    assert len(starts) > 1 and min(starts) >= 27 and max(starts) <= 50
-    labels[:, 2:6, 10:101] = 3  # wider than the window: centred on the labels
-    _, cropped = label_crop(images, labels, 64, random.Random(0))
-    assert torch.equal(cropped, labels[..., 23:87])
-    assert label_crop(images, labels, 0, random.Random(0))[1] is labels
-
-
-def test_supervised_stage_on_crops(
-    tiny_bank: PromptBank,
-    tiny_config: Callable[..., ModelConfig],
-    discs: tuple[int, ...],
-    spine: Callable[..., np.ndarray],
-) -> None:
-    samples = [toy_sample(spine, s) for s in range(2)]
-    stage = StageConfig(name="supervised", steps=1, max_slices=4, crop_width=32)
-    weights = positive_weights(samples)
-    model = LumbarNet(tiny_config(), tiny_bank, discs).train()
-    widths: list[int] = []
-    model.decoder.register_forward_hook(lambda _m, _i, out: widths.append(out.shape[-1]))
-    loss = stage_loss(model, stage, samples, random.Random(0), weights, 1.0)["loss"]
-    loss.backward()
-    assert torch.isfinite(loss) and widths == [32, 32]
-    vit = LumbarNet(tiny_config(image_encoder="vit_small"), tiny_bank, discs)
-    with pytest.raises(ValueError, match="crops"):
-        stage_loss(vit, stage, samples, random.Random(0), weights, 1.0)
 
 
 def test_contrastive_and_mim_steps_give_finite_gradients(
@@ -192,10 +147,6 @@ def test_configs_parse_and_reject_unknown_keys(tmp_path: Path) -> None:
         train_config_from_dict({"stages": [{"name": "dance", "steps": 1}]})
     with pytest.raises(ValueError, match="precision"):
         train_config_from_dict({"stages": [{"name": "mim", "steps": 1, "precision": "fp8"}]})
-    for bad in ({"name": "supervised", "crop_width": 48}, {"name": "mim", "crop_width": 64}):
-        with pytest.raises(ValueError, match="crop_width"):
-            train_config_from_dict({"stages": [{"steps": 1, **bad}]})
-    assert default.stages[-2].crop_width == 64
     stage = {"name": "contrastive", "steps": 1, "trainable": ["series_proj"]}
     assert train_config_from_dict({"stages": [stage]}).stages[0].trainable == ("series_proj",)
     path = tmp_path / "c.json"
