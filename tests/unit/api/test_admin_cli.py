@@ -71,17 +71,22 @@ def test_jobs_text_output_and_paging(node: Node, cli: Cli) -> None:
 
 
 def test_jobs_retry_and_replay_are_audited_as_the_cli_user(node: Node, cli: Cli) -> None:
-    job_id = seed(node)
-    code, out, err = cli("jobs", "retry", str(job_id))
+    job_id = seed(node)  # failed sending its results
+    with node.sessions.begin() as session:
+        study = add_study(session, 10)
+        unsent = add_job(session, study, JobState.FAILED, created=T0, reason="model crashed").id
+    code, out, err = cli("jobs", "retry", str(unsent))
     assert code == 0, err
-    assert out == f"retry job:{job_id}: queued\n"
-    code, _, err = cli("jobs", "retry", str(job_id))
+    assert out == f"retry job:{unsent}: queued\n"
+    code, _, err = cli("jobs", "retry", str(unsent))
     assert code == 2 and "only a failed job can be retried" in err
+    code, _, err = cli("jobs", "retry", str(job_id))
+    assert code == 2 and "replay them instead" in err
     code, out, err = cli("jobs", "replay", str(job_id), DESTINATION, "--json")
     assert code == 0, err
     assert json.loads(out)["detail"] == "1 deliveries pending"
     with node.sessions() as session:
-        assert session.get(Job, job_id).state == "queued"  # type: ignore[union-attr]
+        assert session.get(Job, job_id).state == "delivering"  # type: ignore[union-attr]
         audit = session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
     assert [(a.action, a.remote_address) for a in audit] == [
         ("job.retry", "local"),
