@@ -7,7 +7,7 @@ preprocessing the :class:`~models.inference.Predictor` uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,14 @@ class ModelSample:
     findings: torch.Tensor
     findings_valid: torch.Tensor
     report_embedding: torch.Tensor | None = None
+
+    def to(self, device: str | torch.device) -> ModelSample:
+        """This sample with every tensor on ``device``."""
+        moved: dict[str, Any] = {
+            f.name: None if (value := getattr(self, f.name)) is None else value.to(device)
+            for f in fields(self)
+        }
+        return ModelSample(**moved)
 
 
 def findings_matrix(

@@ -5,7 +5,10 @@ Generating phantoms and embedding their reports once saves most of the data cost
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,24 +46,56 @@ def build_cache(
     in_chans: int,
     text_encoder: TextEncoder | None,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[Path]:
     """Generate, preprocess and store every missing seed; return all paths in seed order.
+
+    Phantoms are generated in ``workers`` processes; reports are embedded in this one.
 
     Raises:
         OSError: if the cache cannot be written.
     """
-    scheme = load_label_scheme()
-    config = phantom_config(size)
     seeds = list(seeds)
     paths = [cache_path(cache_dir, s, size, img_size, in_chans) for s in seeds]
-    missing = [(s, p) for s, p in zip(seeds, paths, strict=True) if not p.is_file()]
-    for seed, path in tqdm(missing, desc="phantom cache", disable=not progress):
-        study = phantom_to_sample(generate_study(seed, config))
-        sample = to_model_sample(study, scheme, img_size, in_chans)
-        if text_encoder is not None and study.report:
-            sample.report_embedding = text_encoder.encode([study.report])[0]
-        save_model_sample(sample, path)
+    missing = [s for s, p in zip(seeds, paths, strict=True) if not p.is_file()]
+    jobs = [(seed, size, img_size, in_chans) for seed in missing]
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")  # fork could inherit a busy OpenMP pool
+        with ProcessPoolExecutor(
+            workers, context, initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            made = pool.map(_model_sample, jobs, chunksize=4)
+            _store(zip(jobs, made, strict=True), len(jobs), cache_dir, text_encoder, progress)
+    else:
+        made = map(_model_sample, jobs)
+        _store(zip(jobs, made, strict=True), len(jobs), cache_dir, text_encoder, progress)
     return paths
+
+
+def _store(
+    made: Iterable[tuple[tuple[int, str, int, int], bytes]],
+    count: int,
+    cache_dir: Path,
+    text_encoder: TextEncoder | None,
+    progress: bool,
+) -> None:
+    """Embed the report of each (job, made sample) and write the sample as it arrives."""
+    for job, pickled in tqdm(made, total=count, desc="phantom cache", disable=not progress):
+        sample, report = pickle.loads(pickled)  # noqa: S301 - made by our own worker
+        if text_encoder is not None and report:
+            sample.report_embedding = text_encoder.encode([report])[0]
+        save_model_sample(sample, cache_path(cache_dir, *job))
+
+
+def _model_sample(job: tuple[int, str, int, int]) -> bytes:
+    """The pickled model-space sample of one phantom seed and its report (runs in a worker).
+
+    Pickled here so that tensors travel by value, not as shared-memory handles.
+    """
+    seed, size, img_size, in_chans = job
+    study = phantom_to_sample(generate_study(seed, phantom_config(size)))
+    sample = to_model_sample(study, load_label_scheme(), img_size, in_chans)
+    return pickle.dumps((sample, study.report))
 
 
 def load_cache(paths: list[Path]) -> list[ModelSample]:

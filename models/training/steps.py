@@ -54,8 +54,8 @@ def supervised_loss(
     Raises:
         ValueError: if a sample has no labels.
     """
-    seg_total = torch.zeros(())
-    abn_total = torch.zeros(())
+    seg_total = torch.zeros((), device=batch[0].images.device)
+    abn_total = torch.zeros((), device=batch[0].images.device)
     for sample in batch:
         if sample.labels is None:
             raise ValueError("supervised stage needs labelled samples")
@@ -120,7 +120,7 @@ def mim_loss(
     n, _, h, w = images.shape
     generator = torch.Generator().manual_seed(rng.randrange(2**31))
     grid = torch.rand(n, 1, h // MIM_PATCH, w // MIM_PATCH, generator=generator) < MIM_RATIO
-    mask = nnf.interpolate(grid.float(), size=(h, w), mode="nearest")
+    mask = nnf.interpolate(grid.float(), size=(h, w), mode="nearest").to(images.device)
     reconstruction = model.reconstruct(images * (1 - mask))
     loss = masked_reconstruction_loss(reconstruction, images, mask)
     return {"loss": loss, "mim": loss}
@@ -135,7 +135,8 @@ def stage_loss(
     abnormality_weight: float,
 ) -> dict[str, torch.Tensor]:
     """The loss of ``stage`` on ``batch``, under bfloat16 autocast when the stage asks for it."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
+    device_type = next(model.parameters()).device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
         if stage.name == "supervised":
             return supervised_loss(
                 model, batch, rng, stage.max_slices, pos_weight, abnormality_weight

@@ -78,12 +78,15 @@ def train(
     version: str = "0.1.0",
     extra: dict[str, str] | None = None,
     extra_samples: Sequence[StudySample] = (),
+    device: str = "cpu",
+    workers: int = 1,
 ) -> TrainResult:
     """Run every stage, tune thresholds on the validation seeds and save the checkpoint.
 
     ``extra_samples`` (e.g. SPIDER, RSNA or DICOM + SEG studies a site has) join the phantom
     training set: labelled ones in the supervised stage, those with reports in the contrastive
-    stage, all of them in masked-image pretraining.
+    stage, all of them in masked-image pretraining. Training runs on ``device`` (``"cuda"`` on a
+    GPU) with every sample held there; ``workers`` processes generate missing phantoms.
 
     Raises:
         OSError: if outputs cannot be written.
@@ -101,6 +104,7 @@ def train(
             config.model.in_chans,
             encoder,
             progress,
+            workers,
         )
     )
     scheme = load_label_scheme()
@@ -109,7 +113,8 @@ def train(
         if study.report:
             sample.report_embedding = encoder.encode([study.report])[0]
         samples.append(sample)
-    pos_weight = positive_weights(samples)
+    pos_weight = positive_weights(samples).to(device)
+    samples = [s.to(device) for s in samples]
     history: list[dict[str, float]] = []
     start_stage, start_step = 0, 0
     resume_path = out_dir / "resume.pt"
@@ -120,6 +125,7 @@ def train(
         start_stage, start_step = int(state["stage"]), int(state["step"])
         history = json.loads(state["history"])
         optimizer_state = state["optimizer"]
+    model.to(device)
     for index, stage in enumerate(config.stages):
         if index < start_stage:
             continue
@@ -139,7 +145,7 @@ def train(
         )
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     plot_history(history, out_dir / "curves.png")
-    return _finish(model, config, out_dir, version, extra or {}, history, progress)
+    return _finish(model, config, out_dir, version, extra or {}, history, progress, device)
 
 
 def _run_stage(
@@ -163,7 +169,7 @@ def _run_stage(
         optimizer.load_state_dict(optimizer_state)
     pool = stage_pool(stage.name, samples)
     bar = tqdm(range(first_step, stage.steps), desc=stage.name, disable=not progress)
-    running: dict[str, float] = {}
+    running: dict[str, torch.Tensor] = {}
     for step in bar:
         rng = random.Random(config.seed * 1_000_003 + index * 100_003 + step)
         batch = rng.sample(pool, min(stage.batch_studies, len(pool)))
@@ -175,10 +181,10 @@ def _run_stage(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
         for key, value in losses.items():
-            running[key] = running.get(key, 0.0) + float(value.detach())
+            running[key] = running.get(key, 0.0) + value.detach()  # no device sync per step
         if (step + 1) % config.log_every == 0 or step + 1 == stage.steps:
             count = (step % config.log_every) + 1
-            point = {k: v / count for k, v in running.items()}
+            point = {k: float(v) / count for k, v in running.items()}
             history.append({"stage": float(index), "step": float(step + 1), **point})
             bar.set_postfix({k: f"{v:.3f}" for k, v in point.items()})
             running = {}
@@ -241,6 +247,7 @@ def _finish(
     extra: dict[str, str],
     history: list[dict[str, float]],
     progress: bool,
+    device: str,
 ) -> TrainResult:
     scheme = load_label_scheme()
     model.eval()
@@ -253,7 +260,7 @@ def _finish(
         thresholds={a.key: 0.5 for a in scheme.abnormalities},
         extra={**extra, "train_config": config_to_json(config)},
     )
-    predictor = Predictor(model, meta, "", torch.device("cpu"))
+    predictor = Predictor(model, meta, "", torch.device(device))
     validation = list(phantom_samples(range(*config.val_seeds), config.phantom_size))
     meta = replace(meta, thresholds=tune_thresholds(predictor, validation, config.target_fpr))
     path = out_dir / "model.safetensors"

@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, required=True, help="phantom cache directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes generating missing phantoms"
+    )
     parser.add_argument("--version", default="0.1.0", help="model version to record")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--spider", type=Path, action="append", default=[], help="SPIDER root")
@@ -86,6 +90,8 @@ def main(argv: list[str]) -> int:
         version=args.version,
         extra={"command": command},
         extra_samples=extra_samples(args),
+        device=args.device,
+        workers=args.workers,
     )
     print(f"checkpoint {result.checkpoint} sha256 {result.sha256}")
     return 0

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.checkpoint import load_checkpoint
 from worker.commands import evaluate as evaluate_command
@@ -55,3 +56,19 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     result = json.loads(metrics.read_text())["tiny"]
     assert 0 <= result["miou"] <= 1 and result["studies"] == 1
     assert set(result["abnormalities"]) >= {"all", "disc_bulge"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_on_cuda(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.json"
+    bf16 = [{**stage, "precision": "bf16"} for stage in TINY["stages"]]  # type: ignore[attr-defined]
+    config.write_text(json.dumps({**TINY, "stages": bf16}))
+    out = tmp_path / "run"
+    argv = ["--config", str(config), "--out", str(out), "--cache", str(tmp_path / "cache")]
+    assert train_command.main([*argv, "--quiet", "--device", "cuda", "--workers", "2"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [int(p["stage"]) for p in history] == [0, 1, 1, 2, 2, 2]
+    assert all(torch.isfinite(torch.tensor(p["loss"])) for p in history)
+    model, _ = load_checkpoint(out / "model.safetensors")
+    assert next(model.parameters()).device.type == "cpu"

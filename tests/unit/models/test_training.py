@@ -21,7 +21,7 @@ from models.config import (
 from models.data.samples import ModelSample, load_model_sample, save_model_sample
 from models.network import LumbarNet
 from models.prompts import PromptBank
-from models.training.cache import positive_weights
+from models.training.cache import build_cache, load_cache, positive_weights
 from models.training.steps import central_slices, contrastive_loss, mim_loss, stage_loss
 from models.training.trainer import learning_rate, plot_history, select_trainable, stage_pool
 
@@ -119,6 +119,19 @@ def test_sample_cache_round_trip(tmp_path: Path, spine: Callable[..., np.ndarray
     assert torch.allclose(back.images, sample.images, atol=1e-3)
     assert back.report_embedding is not None
     assert torch.equal(back.findings, sample.findings)
+
+
+def test_phantom_cache_built_in_worker_processes_matches_one_built_here(tmp_path: Path) -> None:
+    seeds = range(11, 14)
+    here = load_cache(build_cache(seeds, tmp_path / "a", "small", 64, 2, None, False))
+    paths = build_cache(seeds, tmp_path / "b", "small", 64, 2, None, False, workers=2)
+    assert [p.name for p in paths] == ["11.npz", "12.npz", "13.npz"]
+    for ours, theirs in zip(here, load_cache(paths), strict=True):
+        assert ours.labels is not None and theirs.labels is not None
+        assert torch.equal(ours.images, theirs.images)
+        assert torch.equal(ours.labels, theirs.labels)
+        assert torch.equal(ours.findings, theirs.findings)
+    assert not torch.equal(here[0].images[0], here[1].images[0])
 
 
 def test_schedule_central_slices_and_plot(tmp_path: Path) -> None:
