@@ -103,6 +103,8 @@ class Settings:
     broker_url: str = "embedded"
     destinations: tuple[Destination, ...] = ()
     hl7_endpoint: HostPort | None = None
+    # Also send an ORU^R01 for a study out of intended use (off: the RIS hears of analysed ones).
+    hl7_not_analysed: bool = False
     quiet_seconds: float = 30.0
     # Grace after an association release before an early completion check.
     release_grace_seconds: float = 2.0
@@ -186,6 +188,8 @@ def _convert(name: str, raw: Any) -> Any:
             return tuple(Destination.parse(d) for d in items if d.strip())
         case "hl7_endpoint":
             return HostPort.parse(raw)
+    if kind.startswith("bool"):
+        return _boolean(name, raw)
     if kind.startswith("Path"):
         return Path(raw)
     if kind.startswith("int"):
@@ -193,6 +197,24 @@ def _convert(name: str, raw: Any) -> Any:
     if kind.startswith("float"):
         return float(raw)
     return str(raw)
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True}
+_BOOLEANS |= {"false": False, "no": False, "off": False, "0": False}
+
+
+def _boolean(name: str, raw: Any) -> bool:
+    """A TOML boolean or one of true/false, yes/no, on/off, 1/0 (any case).
+
+    Raises:
+        ValueError: for any other value.
+    """
+    if isinstance(raw, bool):
+        return raw
+    value = _BOOLEANS.get(str(raw).lower())
+    if value is None:
+        raise ValueError(f"{name} must be true or false, not {raw!r}")
+    return value
 
 
 def load_settings(

@@ -3,7 +3,8 @@
 Given the spool files of a study (by series role) and a predictor, :func:`analyse_study` reads the
 volumes, runs the predictor once, maps its output onto the result builders' inputs (this is the
 one place that mapping lives) and encodes the SEG, the TID 1500 SR and the ORU^R01. For a study
-out of intended use, :func:`report_not_analysed` encodes the SR that says why, without a model.
+out of intended use, :func:`report_not_analysed` encodes the SR that says why (and, if asked, the
+ORU^R01 that tells the RIS), without a model.
 Identities and dates come from the :class:`~pacs_node.results.inputs.ResultContext`, so running a
 job again yields byte-identical objects.
 """
@@ -19,11 +20,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import pydicom
+from hl7apy.core import Message
 from pydicom import Dataset
 
 from models.labels import load_label_scheme
 from models.volume import VolumeInput
-from pacs_node.results.hl7 import build_oru
+from pacs_node.results.hl7 import build_not_analysed_oru, build_oru
 from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.key_images import build_key_images
 from pacs_node.results.seg import build_seg
@@ -200,11 +202,14 @@ def encode_results(
         images, findings, measurements, algorithm=algorithm, context=context, segmentation=seg
     )
     results.append(_dicom_result("sr", sr))
-    oru = build_oru(images[0], findings, measurements, context=context)
-    results.append(
-        EncodedResult(kind="oru", data=oru.to_er7().encode(), control_id=str(oru.msh.msh_10.value))
-    )
+    results.append(_oru_result(build_oru(images[0], findings, measurements, context=context)))
     return tuple(results)
+
+
+def _oru_result(message: Message) -> EncodedResult:
+    return EncodedResult(
+        kind="oru", data=message.to_er7().encode(), control_id=str(message.msh.msh_10.value)
+    )
 
 
 def analyse_study(
@@ -251,7 +256,7 @@ def analyse_study(
 
 
 def report_not_analysed(
-    instance_files: Sequence[Path], reason: str, context: ResultContext
+    instance_files: Sequence[Path], reason: str, context: ResultContext, *, notify: bool = False
 ) -> ResultBundle:
     """Encode the report of a study the node does not analyse; no model runs.
 
@@ -260,10 +265,11 @@ def report_not_analysed(
             patient and study attributes go into the report).
         reason: Why the study is out of intended use.
         context: The job's identity and dates.
+        notify: Also encode the not-analysed ORU^R01 for the RIS.
 
     Returns:
-        The not-analysed SR (PS3.3 A.35.13 Comprehensive 3D SR, TID 1500) with its ``encode``
-        timing.
+        The not-analysed SR (PS3.3 A.35.13 Comprehensive 3D SR, TID 1500), then the ORU^R01 if
+        asked, with their ``encode`` timing.
 
     Raises:
         ValueError: if there is no instance or ``reason`` is empty.
@@ -274,9 +280,11 @@ def report_not_analysed(
         raise ValueError("the study has no instance")
     started = time.perf_counter()
     header = pydicom.dcmread(instance_files[0], stop_before_pixels=True)
-    sr = build_not_analysed_sr(header, reason, context=context)
+    results = [_dicom_result("sr", build_not_analysed_sr(header, reason, context=context))]
+    if notify:
+        results.append(_oru_result(build_not_analysed_oru(header, reason, context=context)))
     return ResultBundle(
-        results=(_dicom_result("sr", sr),),
+        results=tuple(results),
         algorithm=None,
         timings={"encode": time.perf_counter() - started},
     )

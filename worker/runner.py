@@ -185,7 +185,11 @@ class JobRunner:
         skip_reason = session.scalar(select(Job.skip_reason).where(Job.id == job_id))
         if skip_reason is not None:
             return partial(
-                report_not_analysed, self._first_instance(session, job_id), skip_reason, context
+                report_not_analysed,
+                self._first_instance(session, job_id),
+                skip_reason,
+                context,
+                notify=self.settings.hl7_not_analysed,
             )
         return partial(self._run_model, self._series_files(session, job_id), context)
 

@@ -4,7 +4,9 @@ Layout: MSH, PID (patient from the DICOM study), ORC/OBR (order: accession numbe
 number and OBR-18, result status in OBR-25), then OBX rows: the Study Instance UID, one CWE row per
 level and abnormality (Present/Absent, abnormal flag ``A`` when present), one NM row per
 probability and per measurement (OBX-4 sub-ID = the level, e.g. ``L4/L5``), and the impression as
-TX. MSH-10 is derived from the job and the status, so a resend is the same message.
+TX. A study the node did not analyse gets the same message with an analysis status row ("Not
+analysed") and the reason instead of findings. MSH-10 is derived from the job and the status, so a
+resend is the same message.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pacs_node.results.identity import derive_control_id
 from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.summary import impression_text, ordered_levels
 
-# Characters of impression text per OBX row: below OBX-5's limit, leaving room for escapes.
+# Characters of free text per OBX row: below OBX-5's limit, leaving room for escapes.
 IMPRESSION_CHUNK_CHARS = 180
 _ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"}
 
@@ -101,12 +103,18 @@ def _rows(
         for m in (m for m in measurements if m.level == level):
             name, unit = codes.MEASUREMENT_CODES[m.name]
             rows.append(_Row("NM", name, _number(m.value), level, unit))
-    # OBX-5 is limited in length: a long impression continues in further rows (OBX-4 = 1, 2...).
-    chunks = textwrap.wrap(impression_text(findings), IMPRESSION_CHUNK_CHARS)
-    for number, chunk in enumerate(chunks, start=1):
-        sub_id = str(number) if len(chunks) > 1 else ""
-        rows.append(_Row("TX", codes.IMPRESSION, escape(chunk), sub_id))
-    return rows
+    return rows + _text_rows(codes.IMPRESSION, impression_text(findings))
+
+
+def _text_rows(identifier: CodedConcept, text: str) -> list[_Row]:
+    """TX rows of ``text``: OBX-5 is limited in length, so a long text continues in further
+    rows (OBX-4 = 1, 2...)."""
+    chunks = textwrap.wrap(text, IMPRESSION_CHUNK_CHARS)
+    numbered = len(chunks) > 1
+    return [
+        _Row("TX", identifier, escape(chunk), str(number) if numbered else "")
+        for number, chunk in enumerate(chunks, start=1)
+    ]
 
 
 def _number(value: float) -> str:
@@ -143,20 +151,38 @@ def _add_order(order: Group, header: Dataset, placer: str, context: ResultContex
     obr.obr_25 = context.status.hl7_code
 
 
+class MessageOptions(NamedTuple):
+    """MSH and order fields a site may set (defaults suit a node with no further setup).
+
+    Attributes:
+        sending_application: MSH-3.
+        sending_facility: MSH-4.
+        receiving_application: MSH-5.
+        receiving_facility: MSH-6.
+        placer_order_number: ORC-2/OBR-2 when the order is known.
+        processing_id: MSH-11 (``P`` production, ``T`` training, ``D`` debugging).
+    """
+
+    sending_application: str = "PACS_NODE"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    placer_order_number: str = ""
+    processing_id: str = "P"
+
+
+DEFAULT_OPTIONS = MessageOptions()
+
+
 def build_oru(
     source_study_header: Dataset,
     findings: Sequence[LevelFinding],
     measurements: Sequence[LevelMeasurement],
     *,
     context: ResultContext,
-    sending_application: str = "PACS_NODE",
-    sending_facility: str = "",
-    receiving_application: str = "",
-    receiving_facility: str = "",
-    placer_order_number: str = "",
-    processing_id: str = "P",
+    options: MessageOptions = DEFAULT_OPTIONS,
 ) -> Message:
-    """Build the ORU^R01 of a job.
+    """Build the ORU^R01 of an analysed study.
 
     Args:
         source_study_header: One instance of the analysed study: patient (PID), accession number
@@ -165,12 +191,7 @@ def build_oru(
         measurements: Measurements per disc level.
         context: The job; its status gives OBR-25/OBX-11 (``P``, ``F`` or ``C``) and, with the job
             key, the message control ID.
-        sending_application: MSH-3.
-        sending_facility: MSH-4.
-        receiving_application: MSH-5.
-        receiving_facility: MSH-6.
-        placer_order_number: ORC-2/OBR-2 when the order is known.
-        processing_id: MSH-11 (``P`` production, ``T`` training, ``D`` debugging).
+        options: MSH and order fields.
 
     Returns:
         The message, valid under hl7apy's strict validation; ``.to_er7()`` encodes it.
@@ -180,28 +201,66 @@ def build_oru(
             nothing to report.
         hl7apy.exceptions.ValidationError: if the message does not validate (a bug).
     """
-    for keyword in ("PatientID", "StudyInstanceUID"):
-        if not source_study_header.get(keyword):
-            raise ValueError(f"source study header lacks {keyword}")
     if not findings and not measurements:
         raise ValueError("nothing to report: no findings and no measurements")
+    _check_linking(source_study_header)
+    rows = _rows(str(source_study_header.StudyInstanceUID), findings, measurements)
+    return _message(source_study_header, rows, context, options)
+
+
+def build_not_analysed_oru(
+    source_study_header: Dataset,
+    reason: str,
+    *,
+    context: ResultContext,
+    options: MessageOptions = DEFAULT_OPTIONS,
+) -> Message:
+    """Build the ORU^R01 of a study the node did not analyse, so the RIS stops waiting for it.
+
+    OBX rows: the Study Instance UID, the analysis status "Not analysed" (abnormal flag unset)
+    and the reason as text; the same patient, order and control-ID rules as :func:`build_oru`.
+
+    Raises:
+        ValueError: if the study header lacks a Patient ID or Study Instance UID, or ``reason``
+            is empty.
+        hl7apy.exceptions.ValidationError: if the message does not validate (a bug).
+    """
+    if not reason.strip():
+        raise ValueError("reason must not be empty")
+    _check_linking(source_study_header)
+    rows = [
+        _Row("ST", codes.STUDY_INSTANCE_UID, str(source_study_header.StudyInstanceUID)),
+        _Row("CWE", codes.ANALYSIS_STATUS, _ce(codes.NOT_ANALYSED)),
+        *_text_rows(codes.NOT_ANALYSED_REASON, reason),
+    ]
+    return _message(source_study_header, rows, context, options)
+
+
+def _check_linking(header: Dataset) -> None:
+    for keyword in ("PatientID", "StudyInstanceUID"):
+        if not header.get(keyword):
+            raise ValueError(f"source study header lacks {keyword}")
+
+
+def _message(
+    header: Dataset, rows: Sequence[_Row], context: ResultContext, options: MessageOptions
+) -> Message:
     status = context.status.hl7_code
     message = Message("ORU_R01", version="2.5", validation_level=VALIDATION_LEVEL.STRICT)
     msh = message.msh
-    msh.msh_3 = escape(sending_application)
-    msh.msh_4 = escape(sending_facility)
-    msh.msh_5 = escape(receiving_application)
-    msh.msh_6 = escape(receiving_facility)
+    msh.msh_3 = escape(options.sending_application)
+    msh.msh_4 = escape(options.sending_facility)
+    msh.msh_5 = escape(options.receiving_application)
+    msh.msh_6 = escape(options.receiving_facility)
     msh.msh_7 = context.created.strftime("%Y%m%d%H%M%S")
     msh.msh_9 = "ORU^R01^ORU_R01"
     msh.msh_10 = derive_control_id(context.job_key, f"oru/{context.status.value}")
-    msh.msh_11 = processing_id
+    msh.msh_11 = options.processing_id
     msh.msh_12 = "2.5"
     result = message.add_group("ORU_R01_PATIENT_RESULT")
-    _add_pid(result.add_group("ORU_R01_PATIENT"), source_study_header)
+    _add_pid(result.add_group("ORU_R01_PATIENT"), header)
     order = result.add_group("ORU_R01_ORDER_OBSERVATION")
-    _add_order(order, source_study_header, placer_order_number, context)
-    rows = _rows(str(source_study_header.StudyInstanceUID), findings, measurements)
+    _add_order(order, header, options.placer_order_number, context)
     for set_id, row in enumerate(rows, start=1):
         _add_obx(order, set_id, row, status)
     message.validate()

@@ -126,7 +126,7 @@ def test_study_out_of_intended_use_reaches_the_pacs_as_a_not_analysed_sr(tmp_pat
         assert (kind, str(pydicom.dcmread(stored).SOPInstanceUID)) == ("sr", sop_instance_uid)
         assert_not_analysed_sr(stored.read_bytes(), pydicom.dcmread(files[0]), reason)
         assert iod_errors(stored) == []
-        assert stack.ris.control_ids() == []  # no ORU^R01 for a study not analysed
+        assert stack.ris.control_ids() == []  # by default no ORU^R01 for a study not analysed
         states = [s for (s,) in stack.query("SELECT state FROM job_events ORDER BY id")]
         assert states == [
             "queued",

@@ -48,7 +48,19 @@ def test_lists_and_addresses_are_parsed() -> None:
         Destination("ARCHIVE", "archive.local", 11112),
     )
     assert s.hl7_endpoint == HostPort("ris.local", 2575)
-    assert not s.embedded
+    assert not s.embedded and not s.hl7_not_analysed
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("ON", True), ("0", False)])
+def test_switches_accept_the_usual_spellings(raw: str, expected: bool) -> None:
+    settings = load_settings(environ={"PACS_NODE_HL7_NOT_ANALYSED": raw})
+    assert settings.hl7_not_analysed is expected
+
+
+def test_switches_accept_toml_booleans(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text("hl7_not_analysed = true\n")
+    assert load_settings(config, environ={}).hl7_not_analysed is True
 
 
 @pytest.mark.parametrize(
@@ -63,6 +75,7 @@ def test_lists_and_addresses_are_parsed() -> None:
         {"PACS_NODE_TLS_CERT": "/c.pem"},
         {"PACS_NODE_LOG_FORMAT": "xml"},
         {"PACS_NODE_ALLOWED_AES": "GOOD,BAD\\AE"},
+        {"PACS_NODE_HL7_NOT_ANALYSED": "maybe"},
     ],
 )
 def test_bad_values_give_a_clear_error(environ: dict[str, str]) -> None:

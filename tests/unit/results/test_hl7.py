@@ -10,7 +10,7 @@ from hl7apy.parser import parse_message
 from pydicom import Dataset
 
 from pacs_node.results import codes
-from pacs_node.results.hl7 import build_oru, escape
+from pacs_node.results.hl7 import MessageOptions, build_not_analysed_oru, build_oru, escape
 from pacs_node.results.identity import derive_control_id
 from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext, ResultStatus
 
@@ -49,8 +49,7 @@ def test_strict_round_trip_and_linking(header, findings, context) -> None:
         findings,
         measurements,
         context=context,
-        receiving_application="RIS",
-        placer_order_number="PO-7",
+        options=MessageOptions(receiving_application="RIS", placer_order_number="PO-7"),
     ).to_er7()
     parsed = _parse(er7)
     assert parsed.msh.msh_9.to_er7() == "ORU^R01^ORU_R01"
@@ -138,3 +137,25 @@ def test_long_impression_continues_over_several_rows(header, context) -> None:
     assert all(len(row[5]) < 200 for row in impression)
     text = " ".join(row[5] for row in impression)
     assert text.startswith("T9/T10:") and text.endswith("not for clinical use.")
+
+
+def test_not_analysed_message_states_status_and_reason(header, context) -> None:
+    reason = "modality CT is not MR | " + "x" * 300
+    er7 = build_not_analysed_oru(header, reason, context=context).to_er7()
+    parsed = _parse(er7)
+    assert parsed.msh.msh_10.to_er7() == derive_control_id(context.job_key, "oru/preliminary")
+    pid = parsed.oru_r01_patient_result.oru_r01_patient.pid
+    assert pid.pid_3.to_er7().split("^")[0] == header.PatientID
+    rows = _obx_rows(er7)
+    assert rows[0][2:6] == ["ST", rows[0][3], "", str(header.StudyInstanceUID)]
+    status = rows[1]
+    assert status[2] == "CWE" and status[3].startswith(codes.ANALYSIS_STATUS.value)
+    assert status[5].startswith(codes.NOT_ANALYSED.value) and status[8] == ""
+    reason_rows = rows[2:]
+    assert len(reason_rows) == 2 and all(
+        r[3].startswith(codes.NOT_ANALYSED_REASON.value) for r in reason_rows
+    )
+    assert "".join(r[5] for r in reason_rows).replace(" ", "") == escape(reason).replace(" ", "")
+    assert not [r for r in rows if r[3].startswith(codes.IMPRESSION.value)]
+    with pytest.raises(ValueError, match="reason"):
+        build_not_analysed_oru(header, " ", context=context)

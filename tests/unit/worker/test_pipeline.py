@@ -12,6 +12,8 @@ import pytest
 from pydicom.uid import Comprehensive3DSRStorage
 
 from pacs_node.phantom import WrittenStudy
+from pacs_node.results import codes
+from pacs_node.results.identity import derive_control_id
 from pacs_node.results.inputs import ResultContext
 from tests.helpers.dicom_factory import StudySpec, write_study
 from tests.unit.worker.conftest import FakePredictor, assert_not_analysed_sr, series_files
@@ -94,5 +96,14 @@ def test_study_out_of_intended_use_gets_one_not_analysed_sr(tmp_path: Path) -> N
     assert (sr.kind, sr.channel, sr.sop_class_uid) == ("sr", "dicom", Comprehensive3DSRStorage)
     assert_not_analysed_sr(sr.data, pydicom.dcmread(files[0]), reason)
     assert report_not_analysed(files, reason, CONTEXT).results == bundle.results  # identical
+    sr_again, oru = report_not_analysed(files, reason, CONTEXT, notify=True).results
+    assert sr_again == sr and (oru.kind, oru.channel) == ("oru", "hl7")
+    assert oru.control_id == derive_control_id(CONTEXT.job_key, f"oru/{CONTEXT.status.value}")
+    rows = [r.split("|") for r in oru.data.decode().split("\r") if r.startswith("OBX")]
+    status = codes.NOT_ANALYSED
+    assert [r[5] for r in rows[1:]] == [
+        f"{status.value}^{status.meaning}^{codes.LOCAL_SCHEME}",
+        reason,
+    ]
     with pytest.raises(ValueError, match="no instance"):
         report_not_analysed([], reason, CONTEXT)

@@ -255,7 +255,8 @@ def test_skipped_study_sends_its_not_analysed_sr_once_and_ends_skipped(
         events = session.scalars(
             select(JobEvent.state).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
         ).all()
-    # The SR's identity is derived from the job; the RIS gets no ORU for a study not analysed.
+    # The SR's identity is derived from the job; by default the RIS gets no ORU for a study not
+    # analysed.
     context = ResultContext(job_key=f"job-{job_id}", created=datetime.now(UTC), software_version="")
     assert (result.kind, result.series_instance_uid, result.sop_instance_uid) == (
         "sr",
@@ -277,6 +278,32 @@ def test_skipped_study_sends_its_not_analysed_sr_once_and_ends_skipped(
     with sessions() as session:
         assert (session.query(Result).count(), session.query(Delivery).count()) == (1, 1)
         assert session.scalar(select(Job.reason).where(Job.id == job_id)) == SKIP_REASON
+
+
+def test_skipped_study_notifies_the_ris_when_the_site_asks(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+    store_scp: StoreSCP,  # noqa: F811
+    ris: MllpReceiver,
+) -> None:
+    runner, _ = make_runner(sessions, tmp_path, store_scp.port, ris.port, FakePredictor())
+    runner.settings = runner.settings.replace(hl7_not_analysed=True)
+    runner.predictor_factory = model_must_not_load
+    job_id = received_study(sessions, runner.spool, phantom_study, SKIP_REASON)
+    assert runner.analyse(job_id)
+    assert runner.deliver(job_id) is JobState.NOTIFYING  # the RIS answers AE first: retry due
+    assert runner.deliver(job_id) is JobState.SKIPPED
+    with sessions() as session:
+        results = session.execute(select(Result.kind, Result.control_id)).all()
+        deliveries = session.execute(select(Delivery.channel, Delivery.state)).all()
+    assert sorted(kind for kind, _ in results) == ["oru", "sr"]
+    assert sorted(tuple(d) for d in deliveries) == [("dicom", "sent"), ("hl7", "sent")]
+    (control_id,) = [c for kind, c in results if kind == "oru"]
+    assert ris.control_ids() == [control_id, control_id]  # the retry resends the same message
+    assert ris.received[0] == ris.received[1]
+    message = ris.received[0].decode()
+    assert "Not analysed" in message and SKIP_REASON in message
 
 
 def test_skipped_study_whose_pacs_refuses_is_retried_then_dead_lettered(
