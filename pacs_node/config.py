@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pacs_node.errors import ConfigError
-from pacs_node.validation import validate_ae_title
+from pacs_node.validation import validate_ae_title, validate_hl7_name, validate_uid_root
 
 ENV_PREFIX = "PACS_NODE_"
 
@@ -79,6 +79,14 @@ class HostPort:
             raise ConfigError(f"endpoint {text!r} is not host:port: {exc}") from exc
 
 
+MAX_LO_CHARS = 64
+"""DICOM LO (InstitutionName): at most 64 characters, no backslash."""
+
+
+def _is_dicom_text(text: str) -> bool:
+    return text.isprintable() and "\\" not in text
+
+
 def _port(text: str | int) -> int:
     port = int(text)
     if not 0 <= port <= 65535:
@@ -105,6 +113,16 @@ class Settings:
     hl7_endpoint: HostPort | None = None
     # Also send an ORU^R01 for a study out of intended use (off: the RIS hears of analysed ones).
     hl7_not_analysed: bool = False
+    # MSH-3 to MSH-6 as the site's interface engine routes them, and MSH-11 (P, T or D).
+    hl7_sending_application: str = "PACS_NODE"
+    hl7_sending_facility: str = ""
+    hl7_receiving_application: str = ""
+    hl7_receiving_facility: str = ""
+    hl7_processing_id: str = "P"
+    # The site's organisation UID root for the UIDs of results ("" = pydicom's root) and the
+    # InstitutionName written into them ("" = none).
+    uid_root: str = ""
+    institution_name: str = ""
     quiet_seconds: float = 30.0
     # Grace after an association release before an early completion check.
     release_grace_seconds: float = 2.0
@@ -153,6 +171,24 @@ class Settings:
             raise ConfigError("tls_ca needs tls_cert and tls_key")
         if self.log_format not in ("text", "json"):
             raise ConfigError("log_format must be 'text' or 'json'")
+        self._check_site_identity()
+
+    def _check_site_identity(self) -> None:
+        for name in (
+            "hl7_sending_application",
+            "hl7_sending_facility",
+            "hl7_receiving_application",
+            "hl7_receiving_facility",
+        ):
+            validate_hl7_name(getattr(self, name), name)
+        if self.hl7_processing_id not in ("P", "T", "D"):
+            raise ConfigError("hl7_processing_id must be P, T or D")
+        if self.uid_root:
+            validate_uid_root(self.uid_root)
+        if len(self.institution_name) > MAX_LO_CHARS or not _is_dicom_text(self.institution_name):
+            raise ConfigError(
+                f"institution_name must be at most {MAX_LO_CHARS} printable characters"
+            )
 
     @property
     def accepts_any_ae(self) -> bool:

@@ -1,4 +1,5 @@
-"""Validation of identifiers that come from outside: UIDs and AE titles (PS3.5 §9.1, §6.2)."""
+"""Validation of identifiers from outside or from the site: UIDs, UID roots and AE titles (PS3.5
+§9.1, §6.2), HL7 namespace IDs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 # PS3.5 §6.2 AE: 1-16 characters of the default repertoire, no backslash or control characters;
 # leading/trailing spaces are not significant.
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+# HL7 v2.5 IS/HD namespace ID: at most 20 printable characters, none of the delimiters |^~\&.
+_HL7_NAME_RE = re.compile(r"^[\x20-\x25\x27-\x5b\x5d\x5f-\x7b\x7d]{0,20}$")
+# A generated UID is the root plus up to 10 digits of ours: the root leaves room for them.
+MAX_UID_ROOT_CHARS = 54
 
 
 def is_valid_uid(uid: str) -> bool:
@@ -42,3 +47,32 @@ def validate_ae_title(ae_title: object) -> str:
     if not stripped or _AE_RE.fullmatch(stripped) is None:
         raise InvalidIdentifierError(f"invalid AE title: {ae_title!r}")
     return stripped
+
+
+def validate_uid_root(root: object) -> str:
+    """Return ``root`` if it is an organisation UID root: a UID followed by ``"."``, at most
+    54 characters.
+
+    Raises:
+        InvalidIdentifierError: otherwise.
+    """
+    if (
+        not isinstance(root, str)
+        or len(root) > MAX_UID_ROOT_CHARS
+        or not root.endswith(".")
+        or not is_valid_uid(root[:-1])
+    ):
+        raise InvalidIdentifierError(f"invalid UID root: {root!r} (digits and dots, ending in '.')")
+    return root
+
+
+def validate_hl7_name(name: object, what: str = "HL7 name") -> str:
+    """Return ``name`` if it fits an HL7 v2.5 namespace ID (MSH-3 to MSH-6): at most 20
+    printable characters without the delimiters ``|^~\\&``.
+
+    Raises:
+        InvalidIdentifierError: otherwise.
+    """
+    if not isinstance(name, str) or _HL7_NAME_RE.fullmatch(name) is None:
+        raise InvalidIdentifierError(f"invalid {what}: {name!r}")
+    return name

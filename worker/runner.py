@@ -46,7 +46,8 @@ from pacs_node.dispatch.scu import send_files
 from pacs_node.domain import JobState
 from pacs_node.hl7.mllp import send_message
 from pacs_node.queue import WorkQueue
-from pacs_node.results.inputs import AlgorithmInfo, ResultContext
+from pacs_node.results.identity import DEFAULT_UID_PREFIX
+from pacs_node.results.inputs import AlgorithmInfo, Hl7Addressing, ResultContext
 from pacs_node.spool import Spool, atomic_write
 from worker.pipeline import (
     MODEL_ROLES,
@@ -244,10 +245,20 @@ class JobRunner:
     def _context(self, session: Session, job_id: int) -> ResultContext:
         created = session.scalar(select(Job.created_at).where(Job.id == job_id))
         assert created is not None
+        site = self.settings
         return ResultContext(
             job_key=f"job-{job_id}",
             created=created.astimezone(UTC).replace(microsecond=0),
             software_version=SOFTWARE_VERSION,
+            institution_name=site.institution_name or None,
+            uid_prefix=site.uid_root or DEFAULT_UID_PREFIX,
+            hl7=Hl7Addressing(
+                site.hl7_sending_application,
+                site.hl7_sending_facility,
+                site.hl7_receiving_application,
+                site.hl7_receiving_facility,
+                site.hl7_processing_id,
+            ),
         )
 
     def _store(self, job_id: int, owner: str, bundle: ResultBundle) -> None:

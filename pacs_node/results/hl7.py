@@ -151,36 +151,13 @@ def _add_order(order: Group, header: Dataset, placer: str, context: ResultContex
     obr.obr_25 = context.status.hl7_code
 
 
-class MessageOptions(NamedTuple):
-    """MSH and order fields a site may set (defaults suit a node with no further setup).
-
-    Attributes:
-        sending_application: MSH-3.
-        sending_facility: MSH-4.
-        receiving_application: MSH-5.
-        receiving_facility: MSH-6.
-        placer_order_number: ORC-2/OBR-2 when the order is known.
-        processing_id: MSH-11 (``P`` production, ``T`` training, ``D`` debugging).
-    """
-
-    sending_application: str = "PACS_NODE"
-    sending_facility: str = ""
-    receiving_application: str = ""
-    receiving_facility: str = ""
-    placer_order_number: str = ""
-    processing_id: str = "P"
-
-
-DEFAULT_OPTIONS = MessageOptions()
-
-
 def build_oru(
     source_study_header: Dataset,
     findings: Sequence[LevelFinding],
     measurements: Sequence[LevelMeasurement],
     *,
     context: ResultContext,
-    options: MessageOptions = DEFAULT_OPTIONS,
+    placer_order_number: str = "",
 ) -> Message:
     """Build the ORU^R01 of an analysed study.
 
@@ -190,8 +167,8 @@ def build_oru(
         findings: Abnormality scores per disc level.
         measurements: Measurements per disc level.
         context: The job; its status gives OBR-25/OBX-11 (``P``, ``F`` or ``C``) and, with the job
-            key, the message control ID.
-        options: MSH and order fields.
+            key, the message control ID; its ``hl7`` the MSH addressing.
+        placer_order_number: ORC-2/OBR-2 when the order is known.
 
     Returns:
         The message, valid under hl7apy's strict validation; ``.to_er7()`` encodes it.
@@ -205,7 +182,7 @@ def build_oru(
         raise ValueError("nothing to report: no findings and no measurements")
     _check_linking(source_study_header)
     rows = _rows(str(source_study_header.StudyInstanceUID), findings, measurements)
-    return _message(source_study_header, rows, context, options)
+    return _message(source_study_header, rows, context, placer_order_number)
 
 
 def build_not_analysed_oru(
@@ -213,7 +190,7 @@ def build_not_analysed_oru(
     reason: str,
     *,
     context: ResultContext,
-    options: MessageOptions = DEFAULT_OPTIONS,
+    placer_order_number: str = "",
 ) -> Message:
     """Build the ORU^R01 of a study the node did not analyse, so the RIS stops waiting for it.
 
@@ -233,7 +210,7 @@ def build_not_analysed_oru(
         _Row("CWE", codes.ANALYSIS_STATUS, _ce(codes.NOT_ANALYSED)),
         *_text_rows(codes.NOT_ANALYSED_REASON, reason),
     ]
-    return _message(source_study_header, rows, context, options)
+    return _message(source_study_header, rows, context, placer_order_number)
 
 
 def _check_linking(header: Dataset) -> None:
@@ -243,24 +220,25 @@ def _check_linking(header: Dataset) -> None:
 
 
 def _message(
-    header: Dataset, rows: Sequence[_Row], context: ResultContext, options: MessageOptions
+    header: Dataset, rows: Sequence[_Row], context: ResultContext, placer_order_number: str
 ) -> Message:
     status = context.status.hl7_code
     message = Message("ORU_R01", version="2.5", validation_level=VALIDATION_LEVEL.STRICT)
     msh = message.msh
-    msh.msh_3 = escape(options.sending_application)
-    msh.msh_4 = escape(options.sending_facility)
-    msh.msh_5 = escape(options.receiving_application)
-    msh.msh_6 = escape(options.receiving_facility)
+    addressing = context.hl7
+    msh.msh_3 = addressing.sending_application
+    msh.msh_4 = addressing.sending_facility
+    msh.msh_5 = addressing.receiving_application
+    msh.msh_6 = addressing.receiving_facility
     msh.msh_7 = context.created.strftime("%Y%m%d%H%M%S")
     msh.msh_9 = "ORU^R01^ORU_R01"
     msh.msh_10 = derive_control_id(context.job_key, f"oru/{context.status.value}")
-    msh.msh_11 = options.processing_id
+    msh.msh_11 = addressing.processing_id
     msh.msh_12 = "2.5"
     result = message.add_group("ORU_R01_PATIENT_RESULT")
     _add_pid(result.add_group("ORU_R01_PATIENT"), header)
     order = result.add_group("ORU_R01_ORDER_OBSERVATION")
-    _add_order(order, header, options.placer_order_number, context)
+    _add_order(order, header, placer_order_number, context)
     for set_id, row in enumerate(rows, start=1):
         _add_obx(order, set_id, row, status)
     message.validate()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pacs_node.results.codes import (
@@ -21,6 +21,7 @@ from pacs_node.results.codes import (
     STRUCTURE_CODES,
 )
 from pacs_node.results.identity import DEFAULT_UID_PREFIX
+from pacs_node.validation import validate_hl7_name
 
 AI_LABEL = "AI generated - not for clinical use"
 """Written into every result until the node is cleared for clinical use."""
@@ -125,12 +126,43 @@ class LevelMeasurement:
 
 
 @dataclass(frozen=True)
+class Hl7Addressing:
+    """MSH fields of the node's HL7 messages, as the site's interface engine routes them.
+
+    Attributes:
+        sending_application: MSH-3.
+        sending_facility: MSH-4.
+        receiving_application: MSH-5.
+        receiving_facility: MSH-6.
+        processing_id: MSH-11: ``P`` production, ``T`` training, ``D`` debugging.
+    """
+
+    sending_application: str = "PACS_NODE"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    processing_id: str = "P"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "sending_application",
+            "sending_facility",
+            "receiving_application",
+            "receiving_facility",
+        ):
+            validate_hl7_name(getattr(self, name), name)
+        if self.processing_id not in ("P", "T", "D"):
+            raise ValueError(f"processing_id must be P, T or D, not {self.processing_id!r}")
+
+
+@dataclass(frozen=True)
 class ResultContext:
     """What every builder needs to know about the job, besides the model output.
 
     ``created`` is stamped into every content and instance creation date/time, so rebuilding the
     results of a job (a retry or a replay) yields identical objects. Series numbers are the ones the
-    node's output series get in the study.
+    node's output series get in the study. The institution, UID root and HL7 addressing are the
+    site's.
     """
 
     job_key: str
@@ -145,6 +177,7 @@ class ResultContext:
     seg_series_number: int = 900
     sr_series_number: int = 901
     key_image_series_number: int = 902
+    hl7: Hl7Addressing = field(default_factory=Hl7Addressing)
 
     def __post_init__(self) -> None:
         if not self.job_key:

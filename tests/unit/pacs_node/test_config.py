@@ -76,6 +76,11 @@ def test_switches_accept_toml_booleans(tmp_path: Path) -> None:
         {"PACS_NODE_LOG_FORMAT": "xml"},
         {"PACS_NODE_ALLOWED_AES": "GOOD,BAD\\AE"},
         {"PACS_NODE_HL7_NOT_ANALYSED": "maybe"},
+        {"PACS_NODE_HL7_RECEIVING_APPLICATION": "RIS^EPIC"},
+        {"PACS_NODE_HL7_SENDING_FACILITY": "A_FACILITY_NAME_TOO_LONG"},
+        {"PACS_NODE_HL7_PROCESSING_ID": "Q"},
+        {"PACS_NODE_UID_ROOT": "1.2.3"},
+        {"PACS_NODE_INSTITUTION_NAME": "Back\\slash"},
     ],
 )
 def test_bad_values_give_a_clear_error(environ: dict[str, str]) -> None:

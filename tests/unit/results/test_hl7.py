@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 from hl7apy.consts import VALIDATION_LEVEL
@@ -10,9 +11,15 @@ from hl7apy.parser import parse_message
 from pydicom import Dataset
 
 from pacs_node.results import codes
-from pacs_node.results.hl7 import MessageOptions, build_not_analysed_oru, build_oru, escape
+from pacs_node.results.hl7 import build_not_analysed_oru, build_oru, escape
 from pacs_node.results.identity import derive_control_id
-from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext, ResultStatus
+from pacs_node.results.inputs import (
+    Hl7Addressing,
+    LevelFinding,
+    LevelMeasurement,
+    ResultContext,
+    ResultStatus,
+)
 
 
 @pytest.fixture
@@ -44,14 +51,18 @@ def _obx_rows(er7: str) -> list[list[str]]:
 
 def test_strict_round_trip_and_linking(header, findings, context) -> None:
     measurements = [LevelMeasurement("L4/L5", "disc_height", 8.5, "mm")]
+    addressing = Hl7Addressing("AI_NODE", "RADIOLOGY", "RIS", "GENERAL HOSP", "T")
     er7 = build_oru(
         header,
         findings,
         measurements,
-        context=context,
-        options=MessageOptions(receiving_application="RIS", placer_order_number="PO-7"),
+        context=dataclasses.replace(context, hl7=addressing),
+        placer_order_number="PO-7",
     ).to_er7()
     parsed = _parse(er7)
+    msh = [parsed.msh.msh_3, parsed.msh.msh_4, parsed.msh.msh_5, parsed.msh.msh_6]
+    assert [field.to_er7() for field in msh] == ["AI_NODE", "RADIOLOGY", "RIS", "GENERAL HOSP"]
+    assert parsed.msh.msh_11.to_er7() == "T"
     assert parsed.msh.msh_9.to_er7() == "ORU^R01^ORU_R01"
     assert parsed.msh.msh_12.to_er7() == "2.5"
     assert parsed.msh.msh_10.to_er7() == derive_control_id(context.job_key, "oru/preliminary")
@@ -159,3 +170,12 @@ def test_not_analysed_message_states_status_and_reason(header, context) -> None:
     assert not [r for r in rows if r[3].startswith(codes.IMPRESSION.value)]
     with pytest.raises(ValueError, match="reason"):
         build_not_analysed_oru(header, " ", context=context)
+
+
+@pytest.mark.parametrize(
+    "addressing",
+    [{"receiving_application": "RIS|X"}, {"sending_facility": "A" * 21}, {"processing_id": "X"}],
+)
+def test_addressing_that_hl7_cannot_carry_is_rejected(addressing: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        Hl7Addressing(**addressing)

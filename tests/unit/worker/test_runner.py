@@ -160,6 +160,34 @@ def test_job_runs_to_done_and_retries_send_the_same_objects(
         assert events[-3:] == ["delivering", "notifying", "done"]
 
 
+def test_results_carry_the_site_identity(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+    store_scp: StoreSCP,  # noqa: F811
+    ris: MllpReceiver,
+) -> None:
+    runner, _ = make_runner(sessions, tmp_path, store_scp.port, ris.port, FakePredictor())
+    runner.settings = runner.settings.replace(
+        uid_root="1.2.826.0.1.99.",
+        institution_name="General Hospital",
+        hl7_receiving_application="RIS",
+        hl7_receiving_facility="GENERAL",
+        hl7_processing_id="T",
+    )
+    job_id = received_study(sessions, runner.spool, phantom_study)
+    assert runner.analyse(job_id)
+    with sessions() as session:
+        results = session.scalars(select(Result).order_by(Result.id)).all()
+    for result in results[:2]:  # SEG and SR
+        stored = pydicom.dcmread(runner.spool.path_of(result.path))
+        assert stored.SOPInstanceUID.startswith("1.2.826.0.1.99.")
+        assert stored.SeriesInstanceUID.startswith("1.2.826.0.1.99.")
+        assert stored.InstitutionName == "General Hospital"
+    msh = runner.spool.path_of(results[2].path).read_bytes().split(b"\r")[0].split(b"|")
+    assert (msh[2], msh[4], msh[5], msh[10]) == (b"PACS_NODE", b"RIS", b"GENERAL", b"T")
+
+
 def test_dead_lettered_delivery_fails_the_job_retryably(
     sessions: sessionmaker[Session],
     tmp_path: Path,
