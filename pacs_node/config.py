@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pacs_node.errors import ConfigError
-from pacs_node.validation import validate_ae_title, validate_hl7_name, validate_uid_root
+from pacs_node.hl7.addressing import Hl7Addressing
+from pacs_node.validation import validate_ae_title, validate_uid_root
 
 ENV_PREFIX = "PACS_NODE_"
 
@@ -174,21 +175,27 @@ class Settings:
         self._check_site_identity()
 
     def _check_site_identity(self) -> None:
-        for name in (
-            "hl7_sending_application",
-            "hl7_sending_facility",
-            "hl7_receiving_application",
-            "hl7_receiving_facility",
-        ):
-            validate_hl7_name(getattr(self, name), name)
-        if self.hl7_processing_id not in ("P", "T", "D"):
-            raise ConfigError("hl7_processing_id must be P, T or D")
+        try:
+            self.hl7_addressing  # noqa: B018 - built to be validated
+        except ValueError as exc:
+            raise ConfigError(f"HL7 addressing: {exc}") from exc
         if self.uid_root:
             validate_uid_root(self.uid_root)
         if len(self.institution_name) > MAX_LO_CHARS or not _is_dicom_text(self.institution_name):
             raise ConfigError(
                 f"institution_name must be at most {MAX_LO_CHARS} printable characters"
             )
+
+    @property
+    def hl7_addressing(self) -> Hl7Addressing:
+        """The MSH fields of the node's HL7 messages."""
+        return Hl7Addressing(
+            self.hl7_sending_application,
+            self.hl7_sending_facility,
+            self.hl7_receiving_application,
+            self.hl7_receiving_facility,
+            self.hl7_processing_id,
+        )
 
     @property
     def accepts_any_ae(self) -> bool:

@@ -47,7 +47,7 @@ from pacs_node.domain import JobState
 from pacs_node.hl7.mllp import send_message
 from pacs_node.queue import WorkQueue
 from pacs_node.results.identity import DEFAULT_UID_PREFIX
-from pacs_node.results.inputs import AlgorithmInfo, Hl7Addressing, ResultContext
+from pacs_node.results.inputs import AlgorithmInfo, ResultContext
 from pacs_node.spool import Spool, atomic_write
 from worker.pipeline import (
     MODEL_ROLES,
@@ -252,13 +252,7 @@ class JobRunner:
             software_version=SOFTWARE_VERSION,
             institution_name=site.institution_name or None,
             uid_prefix=site.uid_root or DEFAULT_UID_PREFIX,
-            hl7=Hl7Addressing(
-                site.hl7_sending_application,
-                site.hl7_sending_facility,
-                site.hl7_receiving_application,
-                site.hl7_receiving_facility,
-                site.hl7_processing_id,
-            ),
+            hl7=site.hl7_addressing,
         )
 
     def _store(self, job_id: int, owner: str, bundle: ResultBundle) -> None:

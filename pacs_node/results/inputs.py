@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pacs_node.hl7.addressing import Hl7Addressing
 from pacs_node.results.codes import (
     ABNORMALITY_CODES,
     DISC_CODES,
@@ -21,7 +22,6 @@ from pacs_node.results.codes import (
     STRUCTURE_CODES,
 )
 from pacs_node.results.identity import DEFAULT_UID_PREFIX
-from pacs_node.validation import validate_hl7_name
 
 AI_LABEL = "AI generated - not for clinical use"
 """Written into every result until the node is cleared for clinical use."""
@@ -123,36 +123,6 @@ class LevelMeasurement:
     def site(self) -> str:
         """The structure measured."""
         return self.structure or self.level
-
-
-@dataclass(frozen=True)
-class Hl7Addressing:
-    """MSH fields of the node's HL7 messages, as the site's interface engine routes them.
-
-    Attributes:
-        sending_application: MSH-3.
-        sending_facility: MSH-4.
-        receiving_application: MSH-5.
-        receiving_facility: MSH-6.
-        processing_id: MSH-11: ``P`` production, ``T`` training, ``D`` debugging.
-    """
-
-    sending_application: str = "PACS_NODE"
-    sending_facility: str = ""
-    receiving_application: str = ""
-    receiving_facility: str = ""
-    processing_id: str = "P"
-
-    def __post_init__(self) -> None:
-        for name in (
-            "sending_application",
-            "sending_facility",
-            "receiving_application",
-            "receiving_facility",
-        ):
-            validate_hl7_name(getattr(self, name), name)
-        if self.processing_id not in ("P", "T", "D"):
-            raise ValueError(f"processing_id must be P, T or D, not {self.processing_id!r}")
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,11 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from pydicom import Dataset
 
+from pacs_node.hl7.addressing import Hl7Addressing
 from pacs_node.results import codes
 from pacs_node.results.hl7 import build_not_analysed_oru, build_oru, escape
 from pacs_node.results.identity import derive_control_id
-from pacs_node.results.inputs import (
-    Hl7Addressing,
-    LevelFinding,
-    LevelMeasurement,
-    ResultContext,
-    ResultStatus,
-)
+from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext, ResultStatus
 
 
 @pytest.fixture
