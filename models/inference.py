@@ -114,7 +114,7 @@ class Predictor:
         label_map = self._clean(
             np.stack(
                 [
-                    from_model_space(s[None], geometry)[0].argmax(0).cpu().numpy()
+                    channel_argmax(from_model_space(s[None], geometry)[0]).cpu().numpy()
                     for s in output.seg_logits
                 ]
             ),
@@ -195,3 +195,14 @@ class Predictor:
             config_hash=meta.config_hash,
             checkpoint_sha256=self.checkpoint_sha256,
         )
+
+
+def channel_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """``logits.argmax(0)`` for a (C, H, W) tensor, first maximum on ties, several times faster
+    on CPU: a running maximum over the channels instead of a strided reduction."""
+    best = logits[0].clone()
+    index = torch.zeros(logits.shape[1:], dtype=torch.long, device=logits.device)
+    for channel in range(1, logits.shape[0]):
+        index.masked_fill_(logits[channel] > best, channel)
+        best = torch.maximum(best, logits[channel])
+    return index

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,20 @@ def _cranial_edge(shape: tuple[int, int], spacing: tuple[float, float], up: np.n
     return float((corners @ up).max()) - 1.5 * max(spacing)
 
 
+def _component_pixels(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows, cols) of each 3D connected component of ``mask``, in label order, each in raster
+    order: one pass over the volume, however many components there are."""
+    components, count = ndimage.label(mask)
+    _, rows, cols = np.nonzero(components)
+    ids = components[components > 0]
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(1, count + 2))
+    return [
+        (rows[order[start:stop]], cols[order[start:stop]])
+        for start, stop in itertools.pairwise(bounds)
+    ]
+
+
 def disc_planes(
     disc_mask: np.ndarray,
     spacing: tuple[float, float],
@@ -125,11 +140,10 @@ def disc_planes(
     Raises:
         Nothing.
     """
-    components, count = ndimage.label(disc_mask)
-    parts = []
-    for index in range(1, count + 1):
-        _, rows, cols = np.nonzero(components == index)
-        parts.append(np.stack([rows * spacing[0], cols * spacing[1]], axis=1))
+    parts = [
+        np.stack([rows * spacing[0], cols * spacing[1]], axis=1)
+        for rows, cols in _component_pixels(disc_mask)
+    ]
     largest = sorted(len(p) for p in parts)[-expected:]
     if not largest or largest[-1] < MIN_DISC_VOXELS:
         return []

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from models.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, save_checkpoint
 from models.config import ModelConfig
-from models.inference import Predictor, StudyPrediction, resolve_device
+from models.inference import Predictor, StudyPrediction, channel_argmax, resolve_device
 from models.labels import load_label_scheme
 from models.network import LumbarNet
 from models.prompts import PromptBank
@@ -153,3 +153,11 @@ def test_golden_tensors(
     actual = golden_outputs(model)
     for key, tensor in expected.items():
         assert torch.allclose(actual[key], tensor, atol=1e-4, rtol=1e-4), key
+
+
+def test_channel_argmax_matches_torch_and_takes_the_first_of_tied_channels() -> None:
+    logits = torch.randn(7, 33, 21, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(channel_argmax(logits), logits.argmax(0))
+    tied = torch.zeros(4, 2, 2)
+    tied[2, 0, 0] = tied[3, 0, 0] = 1.0
+    assert channel_argmax(tied).tolist() == [[2, 0], [0, 0]]

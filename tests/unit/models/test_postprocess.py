@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from models.labels import load_label_scheme
 from models.metrics import dice_iou
 from models.phantom import PhantomConfig, generate_study
 from models.postprocess import (
+    _component_pixels,
     disc_height_mm,
     largest_components,
     relabel_levels,
@@ -152,3 +154,15 @@ def test_disc_height_of_a_bar() -> None:
     mask[1, 20:24, 10:50] = True  # 4 rows x 40 cols at 0.5 mm -> 2 mm high, 20 mm long
     assert disc_height_mm(mask, (0.5, 0.5)) == pytest.approx(2.0, rel=0.05)
     assert math.isnan(disc_height_mm(np.zeros((1, 5, 5), dtype=bool), (1.0, 1.0)))
+
+
+def test_component_pixels_lists_each_component_in_raster_order() -> None:
+    rng = np.random.default_rng(5)
+    mask = rng.random((3, 20, 20)) > 0.7
+    labelled, count = ndimage.label(mask)
+    got = _component_pixels(mask)
+    assert len(got) == count > 1
+    for index, (rows, cols) in enumerate(got, start=1):
+        _, want_rows, want_cols = np.nonzero(labelled == index)
+        assert np.array_equal(rows, want_rows) and np.array_equal(cols, want_cols)
+    assert _component_pixels(np.zeros((2, 4, 4), bool)) == []
