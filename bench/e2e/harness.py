@@ -22,7 +22,11 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, text
 
 from pacs_node.hl7.receiver import MllpReceiver
-from tests.helpers.node_process import wait_for_port
+from tests.helpers.node_process import (
+    ExitedBeforeListeningError,
+    start_listening,
+    wait_for_listener,
+)
 from tests.helpers.services import free_port
 
 STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
@@ -95,21 +99,35 @@ class Pacs:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Pacs:
-        """Start listening (again, after :meth:`stop`).
+        """Start listening (again, after :meth:`stop`) on :attr:`port`.
 
         Raises:
+            ExitedBeforeListeningError: if storescp ends without listening (its port is taken).
             TimeoutError: if storescp does not listen in time.
         """
+        self.process = self._spawn()
+        wait_for_listener(self.process, self.port)
+        return self
+
+    def start_on_free_port(self) -> Pacs:
+        """Start listening on a free port, chosen anew if another process takes it first."""
+
+        def spawn(port: int) -> subprocess.Popen[bytes]:
+            self.port = port
+            return self._spawn()
+
+        self.process, _ = start_listening(spawn)
+        return self
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         self.folder.mkdir(parents=True, exist_ok=True)
         with (self.folder.parent / "storescp.log").open("ab") as log:
-            self.process = subprocess.Popen(
+            return subprocess.Popen(
                 [STORESCP, "-aet", PACS_AE, "-od", str(self.folder), str(self.port)],
                 env=DCMTK_ENV,
                 stdout=log,
                 stderr=log,
             )
-        wait_for_port(self.port)
-        return self
 
     def stop(self) -> None:
         """Stop the PACS."""
@@ -129,7 +147,7 @@ class Stack:
 
     workdir: Path
     env: dict[str, str]
-    port: int
+    port: int  # the DICOM port serve listens on; set by start_serve
     database_url: str
     pacs: Pacs
     ris: MllpReceiver
@@ -151,9 +169,22 @@ class Stack:
             )
 
     def start_serve(self) -> None:
-        """Start ``pacs-node serve`` and wait for its DICOM port."""
-        self.serve = self._spawn(["serve"], "serve.log")
-        wait_for_port(self.port)
+        """Start ``pacs-node serve`` and wait until it listens; if a parallel test took its
+        ports before it bound them, start it again on others.
+
+        Raises:
+            RuntimeError: with the logs, if serve ends without listening.
+        """
+
+        def spawn(port: int) -> subprocess.Popen[bytes]:
+            self.port = port
+            self.env.update(PACS_NODE_PORT=str(port), PACS_NODE_API_PORT=str(free_port()))
+            return self._spawn(["serve"], "serve.log")
+
+        try:
+            self.serve, _ = start_listening(spawn)
+        except ExitedBeforeListeningError as exc:
+            raise RuntimeError(f"serve {exc}\n{self.logs()}") from exc
 
     def start_worker(self, queues: str = "gpu,io", *extra: str) -> subprocess.Popen[bytes]:
         """Start a ``pacs-node worker`` process (its own process group)."""
@@ -279,36 +310,38 @@ def run_stack(
         TimeoutError: if a server does not listen in time.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     pacs = Pacs(workdir / "pacs", free_port())
     ris = MllpReceiver(ris_answers).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_NODE_")}
-    values = {
-        "PORT": str(port),
-        "SPOOL_DIR": str(workdir / "spool"),
-        "DATABASE_URL": database_url,
-        "BROKER_URL": broker_url,
-        "MIN_FREE_BYTES": "0",
-        "API_PORT": str(free_port()),
-        "QUIET_SECONDS": "3",
-        "RELEASE_GRACE_SECONDS": "0.5",
-        "DESTINATIONS": f"{PACS_AE}@127.0.0.1:{pacs.port}",
-        "HL7_ENDPOINT": f"127.0.0.1:{ris.port}",
-        "DEVICE": "cpu",
-        **FAST_POLICY,
-        **(policy or {}),
-        **(settings or {}),
-    }
-    if checkpoint is not None:
-        values["MODEL"] = str(checkpoint)
-    env.update({f"PACS_NODE_{k}": v for k, v in values.items()})
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    subprocess.run([*NODE, "db", "upgrade"], env=env, check=True, capture_output=True)
-    stack = Stack(workdir, env, port, database_url, pacs, ris)
+    stack: Stack | None = None
     try:
         if start_pacs:
-            pacs.start()
+            pacs.start_on_free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_NODE_")}
+        values = {
+            "SPOOL_DIR": str(workdir / "spool"),
+            "DATABASE_URL": database_url,
+            "BROKER_URL": broker_url,
+            "MIN_FREE_BYTES": "0",
+            "QUIET_SECONDS": "3",
+            "RELEASE_GRACE_SECONDS": "0.5",
+            "DESTINATIONS": f"{PACS_AE}@127.0.0.1:{pacs.port}",
+            "HL7_ENDPOINT": f"127.0.0.1:{ris.port}",
+            "DEVICE": "cpu",
+            **FAST_POLICY,
+            **(policy or {}),
+            **(settings or {}),
+        }
+        if checkpoint is not None:
+            values["MODEL"] = str(checkpoint)
+        env.update({f"PACS_NODE_{k}": v for k, v in values.items()})
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        subprocess.run([*NODE, "db", "upgrade"], env=env, check=True, capture_output=True)
+        stack = Stack(workdir, env, 0, database_url, pacs, ris)
         stack.start_serve()
         yield stack
     finally:
-        stack.stop()
+        if stack is not None:
+            stack.stop()
+        else:
+            pacs.stop()
+            ris.stop()

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers.dicom_factory import StudySpec, write_study  # noqa: E402
-from tests.helpers.node_process import run_node, wait_for_port  # noqa: E402
+from tests.helpers.node_process import run_node, wait_for_listener  # noqa: E402
 from tests.helpers.services import free_port  # noqa: E402
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -70,7 +70,7 @@ def storescp_round(files: list[Path], senders: int, workdir: Path) -> float:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port)
+        wait_for_listener(scp, port)
         return push(port, files, senders)
     finally:
         scp.send_signal(signal.SIGTERM)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,39 +36,99 @@ class NodeProcess:
         raise RuntimeError("no VmRSS")
 
 
-def wait_for_port(port: int, timeout: float = 60.0) -> None:
-    """Block until something accepts connections on the loopback port."""
+class ExitedBeforeListeningError(RuntimeError):
+    """A server process ended before it listened on its port."""
+
+
+def _listening_inode(port: int) -> str | None:
+    """The inode of the socket listening on 127.0.0.1:``port`` (or any address), if any."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, local_port = fields[1].split(":")
+        listening = fields[3] == "0A"
+        if listening and int(local_port, 16) == port and address in ("0100007F", "00000000"):
+            return fields[9]
+    return None
+
+
+def _holds_socket(pid: int, inode: str) -> bool:
+    target = Path(f"socket:[{inode}]")
+    try:
+        return any(fd.readlink() == target for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_for_listener(process: subprocess.Popen[bytes], port: int, timeout: float = 60.0) -> None:
+    """Block until ``process`` itself listens on the loopback ``port``.
+
+    A listener of another process does not count: a port that :func:`free_port` returned can
+    be taken by a parallel test before this process binds it.
+
+    Raises:
+        ExitedBeforeListeningError: if the process ends first (for a server that refuses a taken
+            port, the caller may start it again on another).
+        TimeoutError: if it does not listen in time.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if process.poll() is not None:
+            raise ExitedBeforeListeningError(f"exited with {process.returncode} before listening")
+        inode = _listening_inode(port)
+        if inode is not None and _holds_socket(process.pid, inode):
+            return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
+    raise TimeoutError(f"process {process.pid} is not listening on {port}")
+
+
+def start_listening(
+    spawn: Callable[[int], subprocess.Popen[bytes]], attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server with ``spawn(port)`` on a free port; if it ends without listening (the
+    port was taken meanwhile), start it again on another.
+
+    Returns:
+        The listening process and its port.
+
+    Raises:
+        ExitedBeforeListeningError: if every attempt ended without listening.
+        TimeoutError: if the server does not listen in time.
+    """
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        process = spawn(port)
+        try:
+            wait_for_listener(process, port)
+            return process, port
+        except ExitedBeforeListeningError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 @contextmanager
 def run_node(workdir: Path, **settings: str) -> Iterator[NodeProcess]:
     """Upgrade the database and run ``pacs-node serve`` with ``PACS_NODE_*`` settings."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_NODE_")}
     env.update(
         {
-            "PACS_NODE_PORT": str(port),
             "PACS_NODE_SPOOL_DIR": str(workdir / "spool"),
             "PACS_NODE_DATABASE_URL": f"sqlite:///{workdir}/node.db",
             "PACS_NODE_MIN_FREE_BYTES": "0",
-            "PACS_NODE_API_PORT": str(free_port()),
         }
     )
     env.update({f"PACS_NODE_{k.upper()}": v for k, v in settings.items()})
     command = [sys.executable, "-m", "pacs_node.cli"]
     subprocess.run([*command, "db", "upgrade"], env=env, check=True, capture_output=True)
     log = workdir / "node.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([*command, "serve"], env=env, stdout=out, stderr=out)
+
+    def spawn(port: int) -> subprocess.Popen[bytes]:
+        env.update({"PACS_NODE_PORT": str(port), "PACS_NODE_API_PORT": str(free_port())})
+        with log.open("ab") as out:
+            return subprocess.Popen([*command, "serve"], env=env, stdout=out, stderr=out)
+
+    process, port = start_listening(spawn)
     try:
-        wait_for_port(port)
         yield NodeProcess(process, port, log)
     finally:
         process.send_signal(signal.SIGTERM)

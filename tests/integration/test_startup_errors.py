@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.node_process import wait_for_port
+from tests.helpers.node_process import wait_for_listener
 from tests.helpers.services import free_port
 
 pytestmark = [pytest.mark.integration]
@@ -117,7 +117,7 @@ def test_sigterm_stops_serve_cleanly(env: dict[str, str], tmp_path: Path) -> Non
             [*NODE, "serve"], env=env | {"PYTHONFAULTHANDLER": "1"}, stdout=out, stderr=out
         )
     try:
-        wait_for_port(int(env["PACS_NODE_PORT"]))
+        wait_for_listener(process, int(env["PACS_NODE_PORT"]))
         process.send_signal(signal.SIGTERM)
         try:
             assert process.wait(timeout=60) == 0
