@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -22,18 +24,23 @@ def _python(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", *args])
 
 
+@contextmanager
+def _killed_after(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_listener_of_another_process_does_not_count() -> None:
     with socket.socket() as foreign:
         foreign.bind(("127.0.0.1", 0))
         foreign.listen()
         port = foreign.getsockname()[1]
         idle = _python("import time; time.sleep(60)")
-        try:
-            with pytest.raises(TimeoutError):
-                wait_for_listener(idle, port, timeout=0.5)
-        finally:
-            idle.kill()
-            idle.wait()
+        with _killed_after(idle), pytest.raises(TimeoutError):
+            wait_for_listener(idle, port, timeout=0.5)
 
 
 def test_a_server_that_lost_its_port_is_started_again_on_another() -> None:
@@ -46,13 +53,10 @@ def test_a_server_that_lost_its_port_is_started_again_on_another() -> None:
         return _python(LISTEN, str(port))
 
     process, port = start_listening(spawn)
-    try:
+    with _killed_after(process):
         assert len(ports) == 2 and port == ports[1]
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_a_server_that_never_listens_fails_after_its_attempts() -> None:
