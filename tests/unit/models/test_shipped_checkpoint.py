@@ -21,6 +21,14 @@ def test_model_card_records_the_checkpoint_sha256() -> None:
     assert DEFAULT_CHECKPOINT.stat().st_size < 20 * 1024 * 1024
 
 
+def test_model_card_records_the_config_hash() -> None:
+    """Jobs record the hash the card states: a new model-config field must not change it."""
+    card = (DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md").read_text()
+    recorded = re.search(r"config hash \| `([0-9a-f]{16})`", card)
+    assert recorded is not None
+    assert recorded.group(1) == Predictor.load(device="cpu").meta.config_hash
+
+
 def test_shipped_predictor_on_a_phantom_study() -> None:
     predictor = Predictor.load(device="cpu")
     (sample,) = phantom_samples([424242], "small")
