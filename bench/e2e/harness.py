@@ -147,13 +147,17 @@ class Stack:
 
     workdir: Path
     env: dict[str, str]
-    port: int  # the DICOM port serve listens on; set by start_serve
     database_url: str
     pacs: Pacs
     ris: MllpReceiver
     serve: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _engine: Engine | None = None
+
+    @property
+    def port(self) -> int:
+        """The DICOM port serve listens on (chosen by :meth:`start_serve`)."""
+        return int(self.env["PACS_NODE_PORT"])
 
     @property
     def engine(self) -> Engine:
@@ -177,7 +181,6 @@ class Stack:
         """
 
         def spawn(port: int) -> subprocess.Popen[bytes]:
-            self.port = port
             self.env.update(PACS_NODE_PORT=str(port), PACS_NODE_API_PORT=str(free_port()))
             return self._spawn(["serve"], "serve.log")
 
@@ -336,7 +339,7 @@ def run_stack(
         env.update({f"PACS_NODE_{k}": v for k, v in values.items()})
         env.setdefault("HF_HUB_OFFLINE", "1")
         subprocess.run([*NODE, "db", "upgrade"], env=env, check=True, capture_output=True)
-        stack = Stack(workdir, env, 0, database_url, pacs, ris)
+        stack = Stack(workdir, env, database_url, pacs, ris)
         stack.start_serve()
         yield stack
     finally:

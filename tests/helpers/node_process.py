@@ -94,16 +94,21 @@ def start_listening(
         ExitedBeforeListeningError: if every attempt ended without listening.
         TimeoutError: if the server does not listen in time.
     """
-    for attempt in range(1, attempts + 1):
-        port = free_port()
-        process = spawn(port)
+    for _ in range(attempts - 1):
         try:
-            wait_for_listener(process, port)
-            return process, port
+            return _start_once(spawn)
         except ExitedBeforeListeningError:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _start_once(spawn)
+
+
+def _start_once(
+    spawn: Callable[[int], subprocess.Popen[bytes]],
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = spawn(port)
+    wait_for_listener(process, port)
+    return process, port
 
 
 @contextmanager
