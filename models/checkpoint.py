@@ -90,13 +90,12 @@ def save_checkpoint(model: LumbarNet, meta: CheckpointMeta, path: str | Path) ->
     return file_sha256(target)
 
 
-def load_checkpoint(path: str | Path) -> tuple[LumbarNet, CheckpointMeta]:
-    """Rebuild the network from a checkpoint (weights only, no pickle code execution).
+def read_checkpoint(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The raw metadata strings and tensors of a checkpoint (no pickle code execution).
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if the suffix is unsupported or the metadata is invalid.
-        RuntimeError: if the weights do not fit the architecture.
+        ValueError: if the suffix is unsupported.
     """
     source = Path(path)
     if not source.is_file():
@@ -104,12 +103,22 @@ def load_checkpoint(path: str | Path) -> tuple[LumbarNet, CheckpointMeta]:
     if source.suffix == ".safetensors":
         with safe_open(str(source), framework="pt") as handle:
             strings = handle.metadata()
-        state = load_file(str(source))
-    elif source.suffix == ".pt":
+        return strings, load_file(str(source))
+    if source.suffix == ".pt":
         payload = torch.load(source, map_location="cpu", weights_only=True)
-        strings, state = payload["meta"], payload["state_dict"]
-    else:
-        raise ValueError(f"unsupported checkpoint suffix {source.suffix!r}")
+        return payload["meta"], payload["state_dict"]
+    raise ValueError(f"unsupported checkpoint suffix {source.suffix!r}")
+
+
+def load_checkpoint(path: str | Path) -> tuple[LumbarNet, CheckpointMeta]:
+    """Rebuild the network from a checkpoint.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if the suffix is unsupported or the metadata is invalid.
+        RuntimeError: if the weights do not fit the architecture.
+    """
+    strings, state = read_checkpoint(path)
     meta = CheckpointMeta.from_strings(strings)
     prompts = PromptBank(
         structures=state["structure_prompts"],

@@ -32,8 +32,13 @@ class ModelConfig:
         projection: text/image projection head, ``"linear"`` or ``"mlp"``.
         seg_head: ``"text"`` (pixel-prompt dot product), ``"universal"`` (per-class dynamic
             heads from a text controller) or ``"visual"`` (learned class vectors, the ablation).
+        abnormality_queries: ``"text"`` (abnormality prompt embeddings, projected) or
+            ``"visual"`` (learned vectors, the ablation of the abnormality path).
         num_structures: foreground classes (label values 1..num_structures).
-        level_dilation_px: dilation of a disc mask (model pixels) to form its level region.
+        level_crop_rows: height of each level's disc-aligned crop (model pixels, across the disc).
+        level_crop_cols: width of each level's crop (model pixels, along the disc).
+        level_crop_slices: at most this many central slices through a disc are cropped.
+        level_crop_width: channels of the first block of the level crop CNN.
         pool_heads: attention heads of the slice pooling.
         prompt_offsets: add learnable per-class offsets to the structure text embeddings.
         center_prompts: subtract the mean structure embedding before projecting. Level prompts
@@ -52,8 +57,12 @@ class ModelConfig:
     text_dim: int = 384
     projection: str = "linear"
     seg_head: str = "text"
+    abnormality_queries: str = "text"
     num_structures: int = 20
-    level_dilation_px: int = 4
+    level_crop_rows: int = 32
+    level_crop_cols: int = 48
+    level_crop_slices: int = 6
+    level_crop_width: int = 24
     pool_heads: int = 4
     prompt_offsets: bool = False
     center_prompts: bool = True
@@ -76,6 +85,8 @@ class StageConfig:
             CPUs with AVX-512 BF16.
         trainable: names of the parameters (prefixes, e.g. ``"series_proj"``) this stage
             trains; the others stay frozen. Empty = all of them.
+        segmentation: supervised stages only: False trains the abnormality path alone (levels
+            located by the labels), with no segmentation forward pass or loss.
     """
 
     name: str
@@ -85,6 +96,7 @@ class StageConfig:
     max_slices: int = 12
     precision: str = "fp32"
     trainable: tuple[str, ...] = ()
+    segmentation: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,8 @@ def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
             _check_keys(StageConfig, stage)
             if stage["name"] not in ("mim", "contrastive", "supervised"):
                 raise ValueError(f"unknown stage {stage['name']!r}")
+            if not stage.get("segmentation", True) and stage["name"] != "supervised":
+                raise ValueError("only a supervised stage can leave out segmentation")
             if stage.get("precision", "fp32") not in PRECISIONS:
                 raise ValueError(f"unknown precision {stage['precision']!r}")
             stages.append(StageConfig(**{**stage, "trainable": tuple(stage.get("trainable", ()))}))

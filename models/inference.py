@@ -103,7 +103,7 @@ class Predictor:
 
     @torch.no_grad()
     def analyse(self, volumes: Mapping[str, VolumeInput]) -> tuple[StudyPrediction, StudyOutput]:
-        """The prediction, and the network outputs behind it (model space, level regions from the
+        """The prediction, and the network outputs behind it (model space, levels located by the
         post-processed segmentation) for what needs the embeddings.
 
         Raises:
@@ -138,18 +138,14 @@ class Predictor:
         geometry = SquareGeometry(ref.pixels.shape[1], ref.pixels.shape[2], config.img_size)
         images = to_model_space(torch.from_numpy(stacked), geometry, "bilinear").to(self.device)
         positions = torch.as_tensor(ref.slice_positions_mm, dtype=torch.float32, device=self.device)
-        logits, features = self._segment(images)
+        logits = torch.cat([self.model.segment(c) for c in images.split(self.batch_size)])
         scale = geometry.side / config.img_size
         model_spacing = (ref.pixel_spacing[0] * scale, ref.pixel_spacing[1] * scale)
         model_labels = self._clean(logits.argmax(1).cpu().numpy(), ref.orientation, model_spacing)
-        output = self.model.levels(
-            logits, features, torch.from_numpy(model_labels).to(self.device).long(), positions
+        levels = self.model.levels(
+            images, torch.from_numpy(model_labels).to(self.device).long(), positions
         )
-        return output, geometry
-
-    def _segment(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = [self.model.segment(chunk)[:2] for chunk in images.split(self.batch_size)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return StudyOutput(**vars(levels), seg_logits=logits), geometry
 
     def _clean(
         self, labels: np.ndarray, orientation: tuple[float, ...], spacing: tuple[float, float]

@@ -5,8 +5,9 @@ The text encoder is not part of the network: prompt embeddings are buffers (a
 and fed to :meth:`LumbarNet.encode_report`. So a checkpoint runs without a tokenizer.
 
 The CLIP space pairs a report with its study's series embedding, which is built from the
-study's level embeddings (each slice-pooled over its level's region) rather than from the whole
-image: reports describe levels, and a global average of the image is the same for every study.
+study's level embeddings (each slice-pooled over its level's disc-aligned crops) rather than from
+the whole image: reports describe levels, and a global average of the image is the same for every
+study.
 Reports have a projection of their own, apart from the one the structure and abnormality
 prompts share.
 """
@@ -23,28 +24,42 @@ from torch import nn
 from models.config import ModelConfig
 from models.heads import ProjectionHead
 from models.image_encoders import ImageEncoder
+from models.level_crops import LevelCropEncoder
 from models.prompts import PromptBank, ensemble, sample_variants
 from models.segmentation import FPNDecoder, TextGuidedHead, UniversalHead, VisualHead
 from models.slice_pooling import SlicePooling
 
 
 @dataclass
-class StudyOutput:
-    """Network outputs for the sagittal stack of one study.
+class LevelOutput:
+    """Abnormality outputs for the disc levels of one study.
 
     Attributes:
-        seg_logits: (S, 1 + C, H, W).
         level_logits: (L, K) abnormality logits per disc level (cranio-caudal order).
-        level_valid: (L,) bool, levels whose region was found in the image.
+        level_valid: (L,) bool, levels whose disc was found in the image.
         level_embeddings: (L, embed_dim) pooled level embeddings, L2-normalised.
         zero_shot: (L, K) prompt-only scores: cos(level, abnormality) - cos(level, normal).
     """
 
-    seg_logits: torch.Tensor
     level_logits: torch.Tensor
     level_valid: torch.Tensor
     level_embeddings: torch.Tensor
     zero_shot: torch.Tensor
+
+
+@dataclass
+class StudyOutput(LevelOutput):
+    """Network outputs for the sagittal stack of one study: the level outputs, plus
+    ``seg_logits`` (S, 1 + C, H, W)."""
+
+    seg_logits: torch.Tensor
+
+
+def masked_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Maximum of (B, S, D) ``values`` over the slots where (B, S) ``valid``; zeros for rows with
+    no valid slot."""
+    filled = values.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(1)
+    return torch.where(valid.any(1, keepdim=True), filled, torch.zeros_like(filled))
 
 
 class LumbarNet(nn.Module):
@@ -98,10 +113,25 @@ class LumbarNet(nn.Module):
             raise ValueError(f"unknown seg_head {config.seg_head!r}")
         self.reconstruct_head = nn.Conv2d(c, config.in_chans, 1)
         # level abnormalities
-        self.level_embed = nn.Linear(2 * c, e)
+        self.level_crops = LevelCropEncoder(
+            config.in_chans,
+            config.level_crop_width,
+            config.level_crop_rows,
+            config.level_crop_cols,
+            config.level_crop_slices,
+        )
+        self.level_embed = nn.Sequential(
+            nn.Linear(self.level_crops.out_features, 2 * e), nn.GELU(), nn.Linear(2 * e, e)
+        )
         self.level_pool = SlicePooling(e, config.pool_heads)
+        self.level_pool_gate = nn.Parameter(torch.zeros(()))
         self.level_proj = ProjectionHead(e, e, config.projection)
         num_abn = prompts.abnormalities.shape[0]
+        self.abnormality_vectors: nn.Parameter | None = None
+        if config.abnormality_queries == "visual":
+            self.abnormality_vectors = nn.Parameter(torch.randn(num_abn + 1, e) * 0.02)
+        elif config.abnormality_queries != "text":
+            raise ValueError(f"unknown abnormality_queries {config.abnormality_queries!r}")
         self.abnormality_head = nn.Linear(e, num_abn)
         self.abnormality_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         # CLIP space: series embeddings from the level embeddings, reports with their own head
@@ -132,30 +162,27 @@ class LumbarNet(nn.Module):
         return self.text_proj(raw)
 
     def abnormality_queries(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ensembled, projected, normalised abnormality (K, e) and normal (e,) queries."""
+        """Normalised abnormality (K, e) and normal (e,) queries: the ensembled, projected
+        prompts, or learned vectors (the last one "normal") in the visual ablation."""
+        if self.abnormality_vectors is not None:
+            vectors = nnf.normalize(self.abnormality_vectors, dim=-1)
+            return vectors[:-1], vectors[-1]
         abnormal = self.encode_text(ensemble(self.abnormality_prompts))
         normal = self.encode_text(ensemble(self.normal_prompts.unsqueeze(0))).squeeze(0)
         return abnormal, normal
 
     # ---- image side ------------------------------------------------------------------------
-    def segment(
-        self, images: torch.Tensor, augment_prompts: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Segment (N, in_chans, H, W) slices.
-
-        Returns:
-            (logits (N, 1 + C, H, W), decoder features (N, c, H, W), bottleneck map).
-        """
+    def segment(self, images: torch.Tensor, augment_prompts: bool = False) -> torch.Tensor:
+        """Segmentation logits (N, 1 + C, H, W) of (N, in_chans, H, W) slices."""
         maps = self.encoder(images)
         features = self.decoder(images, maps)
-        logits = self.seg_head(features, self.structure_queries(augment_prompts), maps[-1])
-        return logits, features, maps[-1]
+        return self.seg_head(features, self.structure_queries(augment_prompts), maps[-1])
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Masked-image-modelling reconstruction of (N, in_chans, H, W) inputs."""
         return self.reconstruct_head(self.decoder(images, self.encoder(images)))
 
-    def encode_series(self, output: StudyOutput) -> torch.Tensor:
+    def encode_series(self, output: LevelOutput) -> torch.Tensor:
         """The study's series embedding (e,), normalised: its level embeddings (levels not found
         count as zeros), in cranio-caudal order, projected into the CLIP space."""
         levels = torch.where(
@@ -177,61 +204,47 @@ class LumbarNet(nn.Module):
         Args:
             images: the slices.
             positions_mm: (S,) slice positions along the slice normal.
-            region_labels: (S, H, W) labels defining the level regions; None = the network's own
+            region_labels: (S, H, W) labels locating the disc levels; None = the network's own
                 segmentation.
             augment_prompts: sample prompt variants (training).
 
         Returns:
             The study outputs.
         """
-        logits, features, _ = self.segment(images, augment_prompts)
+        logits = self.segment(images, augment_prompts)
         labels = logits.argmax(1) if region_labels is None else region_labels
-        return self.levels(logits, features, labels, positions_mm)
+        levels = self.levels(images, labels, positions_mm)
+        return StudyOutput(**vars(levels), seg_logits=logits)
 
     def levels(
-        self,
-        seg_logits: torch.Tensor,
-        features: torch.Tensor,
-        region_labels: torch.Tensor,
-        positions_mm: torch.Tensor,
-    ) -> StudyOutput:
-        """Pool decoder features over each disc level's region and score the abnormalities.
+        self, images: torch.Tensor, region_labels: torch.Tensor, positions_mm: torch.Tensor
+    ) -> LevelOutput:
+        """Score the abnormalities of each disc level.
 
-        Per slice, the dilated disc region is mean- and max-pooled; slices are then combined by
-        :class:`SlicePooling` (positions in mm), giving one embedding per level.
+        Each level's disc-aligned crops (:class:`~models.level_crops.LevelCropEncoder`) are
+        combined in two ways: their maximum over the slices (a lesion may show on one slice
+        only) embedded by an MLP, plus the same MLP's per-slice embeddings pooled by
+        :class:`SlicePooling` (positions in mm) through a gate that starts at zero, so training
+        starts from the maximum and brings in the attention as far as it helps. The level
+        embedding is scored against the abnormality prompts plus a linear head.
+
+        Args:
+            images: (S, in_chans, H, W) slices.
+            region_labels: (S, H, W) labels locating the discs.
+            positions_mm: (S,) slice positions along the slice normal.
 
         Returns:
-            The study outputs (``seg_logits`` passed through).
+            The level outputs.
         """
-        regions = self.level_regions(region_labels)  # (S, L, H/2, W/2)
-        pooled = nnf.avg_pool2d(features, 2)
-        weights = regions.to(pooled.dtype)
-        area = weights.sum((2, 3))  # (S, L)
-        mean = torch.einsum("slhw,schw->slc", weights, pooled) / area.clamp_min(1.0).unsqueeze(-1)
-        maxed = torch.stack(
-            [
-                pooled.masked_fill(~regions[:, i, None], float("-inf")).amax((2, 3))
-                for i in range(regions.shape[1])
-            ],
-            dim=1,
+        crops = self.level_crops(images, region_labels, self.disc_values)
+        pooled = self.level_pool(
+            self.level_embed(crops.features), positions_mm[crops.slice_index], crops.valid
         )
-        maxed = torch.where(area.unsqueeze(-1) > 0, maxed, torch.zeros_like(maxed))
-        slice_level = self.level_embed(torch.cat([mean, maxed], -1))  # (S, L, e)
-        valid = (area > 0).T  # (L, S)
-        level = self.level_pool(
-            slice_level.transpose(0, 1), positions_mm.expand(valid.shape[0], -1), valid
-        )
+        strongest = self.level_embed(masked_max(crops.features, crops.valid))
+        level = strongest + self.level_pool_gate * pooled
         embedded = nnf.normalize(self.level_proj(level), dim=-1)
         abnormal, normal = self.abnormality_queries()
         similarity = embedded @ abnormal.T
         level_logits = self.abnormality_scale.exp() * similarity + self.abnormality_head(level)
         zero_shot = similarity - (embedded @ normal).unsqueeze(-1)
-        return StudyOutput(seg_logits, level_logits, valid.any(1), embedded, zero_shot)
-
-    def level_regions(self, labels: torch.Tensor) -> torch.Tensor:
-        """Dilated disc regions at half resolution: (S, H, W) labels -> (S, L, H/2, W/2) bool."""
-        values = torch.tensor(self.disc_values, device=labels.device)
-        masks = (labels.unsqueeze(1) == values[None, :, None, None]).float()
-        masks = nnf.max_pool2d(masks, 2)
-        r = max(1, self.config.level_dilation_px // 2)
-        return nnf.max_pool2d(masks, 2 * r + 1, stride=1, padding=r) > 0
+        return LevelOutput(level_logits, crops.valid.any(1), embedded, zero_shot)

@@ -15,7 +15,7 @@ from models.losses import (
     masked_reconstruction_loss,
     segmentation_loss,
 )
-from models.network import LumbarNet
+from models.network import LevelOutput, LumbarNet
 
 MIM_PATCH = 16
 MIM_RATIO = 0.6
@@ -45,11 +45,12 @@ def supervised_loss(
     model: LumbarNet,
     batch: list[ModelSample],
     rng: random.Random,
-    max_slices: int,
+    stage: StageConfig,
     pos_weight: torch.Tensor,
     abnormality_weight: float,
 ) -> dict[str, torch.Tensor]:
-    """Segmentation (partial-label aware) + abnormality loss over the batch's studies.
+    """Segmentation (partial-label aware, unless the stage leaves it out) + abnormality loss over
+    the batch's studies.
 
     Raises:
         ValueError: if a sample has no labels.
@@ -59,20 +60,26 @@ def supervised_loss(
     for sample in batch:
         if sample.labels is None:
             raise ValueError("supervised stage needs labelled samples")
-        keep = central_slices(sample.images.shape[0], max_slices)
+        keep = central_slices(sample.images.shape[0], stage.max_slices)
         images = augment(sample.images[keep], rng)
         labels = sample.labels[keep]
-        output = model.forward_study(
-            images, sample.positions_mm[keep], labels, augment_prompts=True
-        )
-        annotated = sample.annotated.unsqueeze(0).expand(images.shape[0], -1)
-        seg_total = seg_total + segmentation_loss(output.seg_logits, labels, annotated)
+        output: LevelOutput
+        if stage.segmentation:
+            output = model.forward_study(
+                images, sample.positions_mm[keep], labels, augment_prompts=True
+            )
+            annotated = sample.annotated.unsqueeze(0).expand(images.shape[0], -1)
+            seg_total = seg_total + segmentation_loss(output.seg_logits, labels, annotated)
+        else:
+            output = model.levels(images, labels, sample.positions_mm[keep])
         valid = sample.findings_valid & output.level_valid
         abn_total = abn_total + abnormality_loss(
             output.level_logits, sample.findings, valid, pos_weight
         )
     seg = seg_total / len(batch)
     abn = abn_total / len(batch)
+    if not stage.segmentation:
+        return {"loss": abnormality_weight * abn, "abn": abn}
     return {"loss": seg + abnormality_weight * abn, "seg": seg, "abn": abn}
 
 
@@ -81,8 +88,8 @@ def contrastive_loss(
 ) -> dict[str, torch.Tensor]:
     """Soft CLIP loss between series embeddings and report embeddings.
 
-    A study's level regions come from its labels when it has them, else from the network's own
-    segmentation.
+    A study's levels are located by its labels when it has them (no segmentation pass), else by
+    the network's own segmentation.
 
     Raises:
         ValueError: if a sample has no report embedding or the batch has fewer than 2 studies.
@@ -94,9 +101,11 @@ def contrastive_loss(
         if sample.report_embedding is None:
             raise ValueError("contrastive stage needs report embeddings")
         keep = central_slices(sample.images.shape[0], max_slices)
-        labels = None if sample.labels is None else sample.labels[keep]
-        output = model.forward_study(
-            augment(sample.images[keep], rng), sample.positions_mm[keep], labels
+        images, positions = augment(sample.images[keep], rng), sample.positions_mm[keep]
+        output = (
+            model.forward_study(images, positions)
+            if sample.labels is None
+            else model.levels(images, sample.labels[keep], positions)
         )
         series.append(model.encode_series(output))
         reports.append(sample.report_embedding)
@@ -138,9 +147,7 @@ def stage_loss(
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
         if stage.name == "supervised":
-            return supervised_loss(
-                model, batch, rng, stage.max_slices, pos_weight, abnormality_weight
-            )
+            return supervised_loss(model, batch, rng, stage, pos_weight, abnormality_weight)
         if stage.name == "contrastive":
             return contrastive_loss(model, batch, rng, stage.max_slices)
         return mim_loss(model, batch, rng, stage.max_slices)

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import torch
 from tqdm import tqdm
 
-from models.checkpoint import CheckpointMeta, save_checkpoint
+from models.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from models.config import StageConfig, TrainConfig, config_to_json
 from models.data.samples import ModelSample, StudySample, to_model_sample
 from models.inference import Predictor
@@ -80,13 +80,16 @@ def train(
     extra_samples: Sequence[StudySample] = (),
     device: str = "cpu",
     workers: int = 1,
+    init: Path | None = None,
 ) -> TrainResult:
     """Run every stage, tune thresholds on the validation seeds and save the checkpoint.
 
     ``extra_samples`` (e.g. SPIDER, RSNA or DICOM + SEG studies a site has) join the phantom
     training set: labelled ones in the supervised stage, those with reports in the contrastive
     stage, all of them in masked-image pretraining. Training runs on ``device`` (``"cuda"`` on a
-    GPU) with every sample held there; ``workers`` processes generate missing phantoms.
+    GPU) with every sample held there; ``workers`` processes generate missing phantoms. ``init``
+    names a checkpoint whose weights start the run wherever names and shapes match (fine-tuning
+    an earlier release after the architecture grew); ``--resume`` state takes precedence.
 
     Raises:
         OSError: if outputs cannot be written.
@@ -95,6 +98,10 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = text_encoder or TextEncoder.from_directory(config.text_encoder or None)
     model = build_model(config, encoder)
+    if init is not None:
+        fresh = transfer_weights(model, read_checkpoint(init)[1])
+        if progress:
+            tqdm.write(f"initialised from {init}; {len(fresh)} tensors start fresh")
     samples = load_cache(
         build_cache(
             range(*config.train_seeds),
@@ -201,6 +208,21 @@ def _run_stage(
                 resume_path,
             )
     select_trainable(model, ())
+
+
+def transfer_weights(model: LumbarNet, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load the tensors of ``state`` whose names and shapes match ``model``'s; return the names
+    of the model's tensors left as they were.
+
+    Raises:
+        ValueError: if no tensor matches.
+    """
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise ValueError("no tensor of the checkpoint fits this model")
+    model.load_state_dict(matching, strict=False)
+    return sorted(set(own) - set(matching))
 
 
 def select_trainable(model: LumbarNet, prefixes: tuple[str, ...]) -> list[torch.nn.Parameter]:

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--cache", type=Path, required=True, help="phantom cache directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
+    parser.add_argument(
+        "--init", type=Path, help="start from this checkpoint's weights where they fit"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
     parser.add_argument(
@@ -92,6 +95,7 @@ def main(argv: list[str]) -> int:
         extra_samples=extra_samples(args),
         device=args.device,
         workers=args.workers,
+        init=args.init,
     )
     print(f"checkpoint {result.checkpoint} sha256 {result.sha256}")
     return 0

@@ -60,6 +60,10 @@ def make_tiny_config(**overrides: object) -> ModelConfig:
         "embed_dim": 16,
         "text_dim": 32,
         "pool_heads": 2,
+        "level_crop_rows": 8,
+        "level_crop_cols": 12,
+        "level_crop_slices": 2,
+        "level_crop_width": 4,
     }
     values.update(overrides)
     return ModelConfig(**values)  # type: ignore[arg-type]

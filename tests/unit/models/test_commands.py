@@ -19,6 +19,10 @@ TINY = {
         "decoder_channels": 16,
         "embed_dim": 16,
         "pool_heads": 2,
+        "level_crop_rows": 8,
+        "level_crop_cols": 12,
+        "level_crop_slices": 2,
+        "level_crop_width": 4,
     },
     "stages": [
         {"name": "mim", "steps": 1, "batch_studies": 2, "max_slices": 2},
@@ -56,6 +60,31 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     result = json.loads(metrics.read_text())["tiny"]
     assert 0 <= result["miou"] <= 1 and result["studies"] == 1
     assert set(result["abnormalities"]) >= {"all", "disc_bulge"}
+
+
+def test_fine_tuning_the_abnormality_path_from_a_checkpoint(tmp_path: Path) -> None:
+    """``--init`` starts from a checkpoint; a stage without segmentation leaves it untouched."""
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "stages": TINY["stages"][2:]}))
+    cache = ["--cache", str(tmp_path / "cache"), "--quiet", "--threads", "1"]
+    assert train_command.main(["--config", str(config), "--out", str(tmp_path / "a"), *cache]) == 0
+    levels_only = {
+        "name": "supervised",
+        "steps": 3,
+        "max_slices": 3,
+        "segmentation": False,
+        "trainable": ["level_crops", "level_embed", "abnormality_head"],
+    }
+    config.write_text(json.dumps({**TINY, "stages": [levels_only]}))
+    base = tmp_path / "a" / "model.safetensors"
+    argv = ["--config", str(config), "--out", str(tmp_path / "b"), "--init", str(base), *cache]
+    assert train_command.main(argv) == 0
+    before = load_checkpoint(base)[0].state_dict()
+    after = load_checkpoint(tmp_path / "b" / "model.safetensors")[0].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(tuple(levels_only["trainable"])) for k in changed)
+    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert history and all("seg" not in point for point in history)
 
 
 @pytest.mark.gpu

@@ -53,16 +53,35 @@ def test_visual_head_ignores_text(
     torch.manual_seed(0)
     net = LumbarNet(tiny_config(seg_head="visual"), tiny_bank, discs).eval()
     images = torch.rand(1, 2, 64, 64)
-    before = net.segment(images)[0]
+    before = net.segment(images)
     net.structure_prompts.mul_(-1)
-    assert torch.equal(before, net.segment(images)[0])
+    assert torch.equal(before, net.segment(images))
+
+
+def test_visual_abnormality_queries_ignore_the_prompts(
+    tiny_bank: PromptBank,
+    tiny_config: Callable[..., ModelConfig],
+    discs: tuple[int, ...],
+    spine: Callable[..., np.ndarray],
+) -> None:
+    torch.manual_seed(0)
+    labels = torch.from_numpy(spine(3, 64)).long()
+    images, positions = torch.rand(3, 2, 64, 64), torch.arange(3.0) * 4
+    for queries, changes in (("text", True), ("visual", False)):
+        net = LumbarNet(tiny_config(abnormality_queries=queries), tiny_bank, discs).eval()
+        before = net.levels(images, labels, positions).level_logits
+        net.abnormality_prompts.mul_(-1)
+        after = net.levels(images, labels, positions).level_logits
+        assert torch.allclose(before, after) != changes, queries
+    with pytest.raises(ValueError, match="abnormality_queries"):
+        LumbarNet(tiny_config(abnormality_queries="nope"), tiny_bank, discs)
 
 
 def test_text_head_depends_on_prompts(tiny_net: LumbarNet) -> None:
     images = torch.rand(1, 2, 64, 64)
-    before = tiny_net.segment(images)[0]
+    before = tiny_net.segment(images)
     tiny_net.structure_prompts.mul_(-1)
-    assert not torch.allclose(before, tiny_net.segment(images)[0])
+    assert not torch.allclose(before, tiny_net.segment(images))
 
 
 def test_series_embedding_comes_from_the_levels_found(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,13 @@ from models.network import LumbarNet
 from models.prompts import PromptBank
 from models.training.cache import build_cache, load_cache, positive_weights
 from models.training.steps import central_slices, contrastive_loss, mim_loss, stage_loss
-from models.training.trainer import learning_rate, plot_history, select_trainable, stage_pool
+from models.training.trainer import (
+    learning_rate,
+    plot_history,
+    select_trainable,
+    stage_pool,
+    transfer_weights,
+)
 
 
 def toy_sample(spine: Callable[..., np.ndarray], seed: int) -> ModelSample:
@@ -110,6 +117,41 @@ def test_a_stage_trains_only_the_parameters_it_names(
         select_trainable(tiny_net, ("nope",))
 
 
+def test_a_stage_without_segmentation_only_scores_levels(
+    tiny_net: LumbarNet, spine: Callable[..., np.ndarray]
+) -> None:
+    stage = StageConfig(name="supervised", steps=1, segmentation=False)
+    samples = [toy_sample(spine, s) for s in range(2)]
+    calls: list[object] = []
+    tiny_net.decoder.register_forward_hook(lambda *_: calls.append(None))
+    loss = stage_loss(tiny_net.train(), stage, samples, random.Random(0), torch.ones(5), 1.0)
+    assert set(loss) == {"loss", "abn"} and torch.isfinite(loss["loss"])
+    loss["loss"].backward()
+    assert not calls  # no segmentation pass
+    assert tiny_net.level_crops.cnn[0][0].weight.grad is not None
+    with pytest.raises(ValueError, match="only a supervised stage"):
+        train_config_from_dict(
+            {"stages": [{"name": "contrastive", "steps": 1, "segmentation": False}]}
+        )
+
+
+def test_transfer_weights_loads_what_fits(
+    tiny_net: LumbarNet,
+    tiny_bank: PromptBank,
+    tiny_config: Callable[..., ModelConfig],
+    discs: tuple[int, ...],
+) -> None:
+    wider = LumbarNet(tiny_config(level_crop_width=6), tiny_bank, discs)
+    fresh = transfer_weights(wider, tiny_net.state_dict())
+    assert fresh and all(n.startswith(("level_crops.", "level_embed.")) for n in fresh)
+    assert torch.equal(
+        wider.encoder.state_dict()["body.stem_0.weight"],
+        tiny_net.encoder.state_dict()["body.stem_0.weight"],
+    )
+    with pytest.raises(ValueError, match="no tensor"):
+        transfer_weights(wider, {"nope": torch.zeros(1)})
+
+
 def test_sample_cache_round_trip(tmp_path: Path, spine: Callable[..., np.ndarray]) -> None:
     sample = toy_sample(spine, 1)
     save_model_sample(sample, tmp_path / "s.npz")
@@ -154,6 +196,15 @@ def test_configs_parse_and_reject_unknown_keys(tmp_path: Path) -> None:
     assert default.stages == visual.stages
     assert set(range(*default.train_seeds)).isdisjoint(range(*default.val_seeds))
     assert config_hash(default.model) != config_hash(visual.model)
+    crops, crops_visual = (
+        load_train_config("level_crops"),
+        load_train_config("level_crops_visual_only"),
+    )
+    assert crops.model == default.model  # fine-tunes a default run (--init)
+    assert crops_visual.model.abnormality_queries == "visual"
+    assert crops.stages[0] == replace(
+        crops_visual.stages[0], trainable=crops_visual.stages[0].trainable[:-1]
+    )
     with pytest.raises(ValueError):
         train_config_from_dict({"model": {"nope": 1}})
     with pytest.raises(ValueError):
