@@ -145,7 +145,7 @@ class Predictor:
         levels = self.model.levels(
             images, torch.from_numpy(model_labels).to(self.device).long(), positions
         )
-        return StudyOutput(**vars(levels), seg_logits=logits), geometry
+        return StudyOutput.of(levels, logits), geometry
 
     def _clean(
         self, labels: np.ndarray, orientation: tuple[float, ...], spacing: tuple[float, float]

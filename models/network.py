@@ -54,6 +54,11 @@ class StudyOutput(LevelOutput):
 
     seg_logits: torch.Tensor
 
+    @classmethod
+    def of(cls, levels: LevelOutput, seg_logits: torch.Tensor) -> StudyOutput:
+        """The study outputs made of ``levels`` and the segmentation logits."""
+        return cls(**vars(levels), seg_logits=seg_logits)
+
 
 def masked_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Maximum of (B, S, D) ``values`` over the slots where (B, S) ``valid``; zeros for rows with
@@ -214,7 +219,7 @@ class LumbarNet(nn.Module):
         logits = self.segment(images, augment_prompts)
         labels = logits.argmax(1) if region_labels is None else region_labels
         levels = self.levels(images, labels, positions_mm)
-        return StudyOutput(**vars(levels), seg_logits=logits)
+        return StudyOutput.of(levels, logits)
 
     def levels(
         self, images: torch.Tensor, region_labels: torch.Tensor, positions_mm: torch.Tensor

@@ -89,7 +89,7 @@ def train(
     stage, all of them in masked-image pretraining. Training runs on ``device`` (``"cuda"`` on a
     GPU) with every sample held there; ``workers`` processes generate missing phantoms. ``init``
     names a checkpoint whose weights start the run wherever names and shapes match (fine-tuning
-    an earlier release after the architecture grew); ``--resume`` state takes precedence.
+    an earlier release after the architecture grew); ``resume`` state takes precedence.
 
     Raises:
         OSError: if outputs cannot be written.
