@@ -26,7 +26,8 @@ class ModelConfig:
         tiny: build the encoder's tiny variant (tests only).
         in_chans: input channels (1 = T2 only, 2 = T1 + T2).
         img_size: square model input size in pixels.
-        decoder_channels: channels of the FPN decoder.
+        decoder_channels: channels of the U-Net decoder at the encoder's scales (its
+            full-resolution stages have fewer; see ``models.segmentation.UNetDecoder``).
         embed_dim: dimension of the shared image/text space.
         text_dim: dimension of the raw text encoder embeddings (384 for MiniLM).
         projection: text/image projection head, ``"linear"`` or ``"mlp"``.

@@ -26,7 +26,7 @@ from models.heads import ProjectionHead
 from models.image_encoders import ImageEncoder
 from models.level_crops import LevelCropEncoder
 from models.prompts import PromptBank, ensemble, sample_variants
-from models.segmentation import FPNDecoder, TextGuidedHead, UniversalHead, VisualHead
+from models.segmentation import TextGuidedHead, UNetDecoder, UniversalHead, VisualHead
 from models.slice_pooling import SlicePooling
 
 
@@ -100,7 +100,10 @@ class LumbarNet(nn.Module):
             config.image_encoder, config.in_chans, config.img_size, tiny=config.tiny
         )
         bottleneck = self.encoder.channels[-1]
-        self.decoder = FPNDecoder(self.encoder.channels, config.in_chans, c)
+        self.decoder = UNetDecoder(
+            self.encoder.channels, self.encoder.reductions[0], config.in_chans, c
+        )
+        d = self.decoder.out_channels
         self.text_proj = ProjectionHead(config.text_dim, e, config.projection)
         self.prompt_offsets = (
             nn.Parameter(torch.zeros(config.num_structures, config.text_dim))
@@ -109,14 +112,14 @@ class LumbarNet(nn.Module):
         )
         self.seg_head: nn.Module
         if config.seg_head == "text":
-            self.seg_head = TextGuidedHead(c, e)
+            self.seg_head = TextGuidedHead(d, e)
         elif config.seg_head == "universal":
-            self.seg_head = UniversalHead(c, e, bottleneck)
+            self.seg_head = UniversalHead(d, e, bottleneck)
         elif config.seg_head == "visual":
-            self.seg_head = VisualHead(c, e, config.num_structures)
+            self.seg_head = VisualHead(d, e, config.num_structures)
         else:
             raise ValueError(f"unknown seg_head {config.seg_head!r}")
-        self.reconstruct_head = nn.Conv2d(c, config.in_chans, 1)
+        self.reconstruct_head = nn.Conv2d(d, config.in_chans, 1)
         # level abnormalities
         self.level_crops = LevelCropEncoder(
             config.in_chans,

@@ -172,6 +172,7 @@ def _run_stage(
     optimizer = torch.optim.AdamW(
         select_trainable(model, stage.trainable), lr=stage.lr, weight_decay=0.05
     )
+    hold_frozen_statistics(model)
     if optimizer_state:  # empty when the run stopped at a stage boundary
         optimizer.load_state_dict(optimizer_state)
     pool = stage_pool(stage.name, samples)
@@ -223,6 +224,20 @@ def transfer_weights(model: LumbarNet, state: dict[str, torch.Tensor]) -> list[s
         raise ValueError("no tensor of the checkpoint fits this model")
     model.load_state_dict(matching, strict=False)
     return sorted(set(own) - set(matching))
+
+
+def hold_frozen_statistics(model: torch.nn.Module) -> None:
+    """Put the BatchNorm layers whose parameters are all frozen in eval mode, so that a stage
+    training part of the network leaves the running statistics of the rest as they were.
+
+    Raises:
+        Nothing.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.eval()
 
 
 def select_trainable(model: LumbarNet, prefixes: tuple[str, ...]) -> list[torch.nn.Parameter]:

@@ -77,15 +77,31 @@ def volume(labels: np.ndarray, seed: int = 0) -> VolumeInput:
     return VolumeInput(pixels, (1.2, 1.2), np.arange(labels.shape[0]) * 4.0, SAGITTAL)
 
 
+def banded_spine_logits(images: torch.Tensor, augment_prompts: bool = False) -> torch.Tensor:
+    """Segmentation logits of a fixed lower spine (L4, L4/L5, L5, L5/S1, sacrum in horizontal
+    bands) whatever the input: an untrained network may find no structure at all."""
+    del augment_prompts
+    n, _, h, w = images.shape
+    logits = torch.zeros(n, 21, h, w)
+    logits[:, 0] = 1.0
+    row, columns = h // 2 - 12, slice(w // 3, 2 * w // 3)
+    for value, height in ((3, 6), (12, 3), (2, 6), (11, 3), (1, 6)):
+        logits[:, value, row : row + height, columns] = 5.0
+        row += height
+    return logits
+
+
 def test_predictor_contract_and_determinism(
     tmp_path: Path,
     tiny_net: LumbarNet,
     discs: tuple[int, ...],
     spine: Callable[..., np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = tmp_path / "m.safetensors"
     sha = save_checkpoint(tiny_net, make_meta(tiny_net.config, discs), path)
     predictor = Predictor.load(path, device="cpu")
+    monkeypatch.setattr(predictor.model, "segment", banded_spine_logits)
     labels = spine(5, 90)[:, :, 5:75]  # not square, not the model size
     t2 = volume(labels)
     first = predictor.predict({"SAG_T2": t2, "SAG_T1": volume(labels, 1)})

@@ -25,6 +25,7 @@ from models.prompts import PromptBank
 from models.training.cache import build_cache, load_cache, positive_weights
 from models.training.steps import central_slices, contrastive_loss, mim_loss, stage_loss
 from models.training.trainer import (
+    hold_frozen_statistics,
     learning_rate,
     plot_history,
     select_trainable,
@@ -230,3 +231,22 @@ def test_stage_pools_follow_what_samples_carry(spine: Callable[..., np.ndarray])
     assert stage_pool("mim", samples) == samples
     with pytest.raises(ValueError):
         stage_pool("supervised", [plain])
+
+
+def test_frozen_batchnorm_statistics_stay_as_they_were(
+    tiny_net: LumbarNet, spine: Callable[..., np.ndarray]
+) -> None:
+    """A stage training the segmentation leaves the level CNN's running statistics alone."""
+    stage = StageConfig(name="supervised", steps=1, trainable=("encoder", "decoder", "seg_head"))
+    samples = [toy_sample(spine, s) for s in range(2)]
+    tiny_net.train()
+    select_trainable(tiny_net, stage.trainable)
+    hold_frozen_statistics(tiny_net)
+    level_norm = tiny_net.level_crops.cnn[0][1]
+    decoder_norm = tiny_net.decoder.fine[0][1]
+    assert isinstance(level_norm, torch.nn.BatchNorm2d)
+    level_before = level_norm.running_mean.clone()
+    decoder_before = decoder_norm.running_mean.clone()
+    stage_loss(tiny_net, stage, samples, random.Random(0), torch.ones(5), 1.0)["loss"].backward()
+    assert torch.equal(level_norm.running_mean, level_before)
+    assert not torch.equal(decoder_norm.running_mean, decoder_before)
