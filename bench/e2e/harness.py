@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, text
 
@@ -28,6 +28,9 @@ from tests.helpers.node_process import (
     wait_for_listener,
 )
 from tests.helpers.services import free_port
+
+if TYPE_CHECKING:
+    from models.network import LumbarNet
 
 STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -49,8 +52,8 @@ def make_random_checkpoint(path: Path, *, tiny: bool = True, seed: int = 0) -> P
 
     ``tiny`` (tests): 64 px input and the tiny encoder, fast on CPU. Otherwise the default
     architecture (``models.config.ModelConfig()``), for timings when no trained checkpoint is
-    shipped. It segments nonsense but exercises the whole path; its thresholds make no
-    abnormality call, so reports stay short.
+    shipped. It segments nonsense (never background) but exercises the whole path; its thresholds
+    make no abnormality call, so reports stay short.
 
     Raises:
         OSError: if the file cannot be written.
@@ -86,8 +89,42 @@ def make_random_checkpoint(path: Path, *, tiny: bool = True, seed: int = 0) -> P
         abnormality_keys=tuple(a.key for a in scheme.abnormalities),
         thresholds={a.key: 2.0 for a in scheme.abnormalities},
     )
-    save_checkpoint(LumbarNet(config, bank, discs).eval(), meta, path)
+    model = LumbarNet(config, bank, discs).eval()
+    _never_background(model)
+    save_checkpoint(model, meta, path)
     return path
+
+
+def _never_background(model: LumbarNet) -> None:
+    """Make the random network pick structures, never background.
+
+    At their initial statistics the decoder's BatchNorm layers give nearly the same pixel
+    embedding everywhere, so the head's biases decide and one class wins the whole image, often
+    background: a study with nothing to report. The running statistics are set from a few random
+    images, and a zero background query (cosine 0), no biases and a large scale let the
+    differences between pixels choose among the structures.
+    """
+    import torch
+
+    from models.segmentation import TextGuidedHead
+
+    head = model.seg_head
+    if not isinstance(head, TextGuidedHead):
+        raise TypeError("the random checkpoint uses the text-guided head")
+    generator = torch.Generator().manual_seed(0)
+    size, channels = model.config.img_size, model.config.in_chans
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None  # a cumulative average over the calls below
+        model.train()
+        for _ in range(4):
+            model.segment(torch.rand(4, channels, size, size, generator=generator))
+        model.eval()
+        head.background.zero_()
+        head.bias.weight.zero_()
+        head.bias.bias.zero_()
+        head.log_scale.fill_(8.0)
 
 
 @dataclass
