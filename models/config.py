@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).with_name("configs")
+STAGE_NAMES = ("mim", "contrastive", "supervised", "slices")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -75,12 +76,14 @@ class StageConfig:
     """One training stage.
 
     Attributes:
-        name: ``"mim"`` (masked-image pretraining), ``"contrastive"`` (image-report soft CLIP)
-            or ``"supervised"`` (segmentation + abnormalities).
+        name: ``"mim"`` (masked-image pretraining), ``"contrastive"`` (image-report soft CLIP),
+            ``"supervised"`` (segmentation + abnormalities, study by study) or ``"slices"``
+            (segmentation alone, on slices drawn at random across the step's studies).
         steps: optimiser steps.
         lr: peak learning rate (cosine decay after a short warm-up).
         batch_studies: studies per step.
-        max_slices: at most this many sagittal slices per study per step (central ones kept).
+        max_slices: at most this many sagittal slices per study per step: the central ones,
+            or in a ``"slices"`` stage, ones drawn at random.
         precision: ``"fp32"``, or ``"bf16"``: the forward pass runs under bfloat16 autocast
             (weights, optimiser state and losses stay float32). About 1.8x faster per step on
             CPUs with AVX-512 BF16.
@@ -155,7 +158,7 @@ def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         stages = []
         for stage in values["stages"]:
             _check_keys(StageConfig, stage)
-            if stage["name"] not in ("mim", "contrastive", "supervised"):
+            if stage["name"] not in STAGE_NAMES:
                 raise ValueError(f"unknown stage {stage['name']!r}")
             if not stage.get("segmentation", True) and stage["name"] != "supervised":
                 raise ValueError("only a supervised stage can leave out segmentation")

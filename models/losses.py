@@ -99,14 +99,19 @@ def segmentation_loss(
     annotated: torch.Tensor | None = None,
     dice_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Softmax cross-entropy + soft Dice, with partial-label support.
+    """Softmax cross-entropy + batch soft Dice, with partial-label support.
+
+    The Dice term of a class sums over the whole batch and counts only the classes present in
+    it, so a rare class (a vertebra cut by the edge of the field of view) weighs as much as a
+    common one, and a class absent from a slice is not pushed towards zero there by the Dice
+    term (cross-entropy takes care of false positives).
 
     Args:
         logits: (B, C + 1, H, W), channel 0 = background.
         target: (B, H, W) integer labels in 0..C.
         annotated: (B, C + 1) bool, which classes are annotated in each sample (background always
             True). For unannotated classes the marginal loss is used: their probability is merged
-            with background, and they get no Dice term. None = fully annotated.
+            with background, and they get no Dice term in that sample. None = fully annotated.
         dice_weight: weight of the Dice term.
 
     Returns:
@@ -127,14 +132,15 @@ def segmentation_loss(
 
     probs = log_probs.exp()
     one_hot = nnf.one_hot(target, num_classes).permute(0, 3, 1, 2).to(probs.dtype)
-    intersection = (probs * one_hot).sum((2, 3))
-    denominator = probs.sum((2, 3)) + one_hot.sum((2, 3))
-    dice = (2 * intersection + 1.0) / (denominator + 1.0)
-    weights = annotated.clone()
-    weights[:, 0] = False
-    weights = weights.to(probs.dtype)
-    dice_loss = ((1 - dice) * weights).sum() / weights.sum().clamp_min(1.0)
-    return ce + dice_weight * dice_loss
+    counted = annotated[:, 1:].to(probs.dtype)  # (B, C): samples where a class is annotated
+    intersection = ((probs * one_hot).sum((2, 3))[:, 1:] * counted).sum(0)
+    predicted = (probs.sum((2, 3))[:, 1:] * counted).sum(0)
+    truth = (one_hot.sum((2, 3))[:, 1:] * counted).sum(0)
+    present = truth > 0
+    if not present.any():
+        return ce
+    dice = 2 * intersection[present] / (predicted[present] + truth[present])
+    return ce + dice_weight * (1 - dice).mean()
 
 
 def abnormality_loss(

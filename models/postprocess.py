@@ -4,14 +4,15 @@
 - Level labelling by counting: disc instances are found, vertebrae and discs are numbered by
   the disc mid-planes below them, and the count is anchored where it agrees most with the
   network's own labels (:func:`relabel_levels`). This fixes level shifts and swaps, the
-  dominant error, and names levels the network rarely saw (T9, T10).
+  dominant error, and names levels the network rarely saw (T9, T10); where the count is blind
+  (the posterior elements, a disc missed at the top), the network's own names stand.
 - Disc height from the mask: area of the largest disc cross-section / its long-axis length.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -54,6 +55,9 @@ MIN_DISC_VOXELS = 8
 #: Share of sacrum labels under the lowest disc that anchors the count there (tuned on validation
 #: phantoms: where the network splits the sacrum between S and L5, the share is about one half).
 SACRUM_ANCHOR_SHARE = 0.4
+#: Share of the vertebral bodies the network names as the count does, from which its own names
+#: of the posterior elements (beside the discs) are trusted over the count.
+NETWORK_TRUST = 0.8
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,21 @@ class DiscPlane:
         centre: Centroid (2,).
         normal: Unit normal pointing head-ward (2,): the disc's thin axis.
         voxels: Number of voxels in the instance.
+        extent: (min, max) mm of the disc's voxels along its long axis, from the centre.
     """
 
     centre: np.ndarray
     normal: np.ndarray
     voxels: int
+    extent: tuple[float, float] = (0.0, 0.0)
 
     def signed_distance(self, points: np.ndarray) -> np.ndarray:
         """Head-ward distance in mm of (N, 2) points from the disc's mid-plane."""
         return (points - self.centre) @ self.normal
+
+    def along(self, points: np.ndarray) -> np.ndarray:
+        """Coordinate in mm of (N, 2) points along the disc's long axis, from its centre."""
+        return (points - self.centre) @ np.array([-self.normal[1], self.normal[0]])
 
 
 def superior_direction(orientation: tuple[float, ...]) -> np.ndarray:
@@ -92,10 +102,13 @@ def superior_direction(orientation: tuple[float, ...]) -> np.ndarray:
 
 def _plane(points: np.ndarray, up: np.ndarray) -> DiscPlane:
     centre = points.mean(0)
-    if len(points) < 4:
-        return DiscPlane(centre, up.copy(), len(points))
-    normal = np.linalg.eigh(np.cov((points - centre).T))[1][:, 0]
-    return DiscPlane(centre, normal if normal @ up >= 0 else -normal, len(points))
+    normal = up.copy()
+    if len(points) >= 4:
+        normal = np.linalg.eigh(np.cov((points - centre).T))[1][:, 0]
+        normal = normal if normal @ up >= 0 else -normal
+    plane = DiscPlane(centre, normal, len(points))
+    along = plane.along(points)
+    return replace(plane, extent=(float(along.min()), float(along.max())))
 
 
 def _cranial_edge(shape: tuple[int, int], spacing: tuple[float, float], up: np.ndarray) -> float:
@@ -166,6 +179,38 @@ def disc_planes(
     return [_plane(points, up) for points in merged]
 
 
+def _beside_nearest_disc(
+    points: np.ndarray, distance: np.ndarray, planes: list[DiscPlane]
+) -> np.ndarray:
+    """Which of the (N, 2) points lie beyond either end of the disc whose mid-plane is nearest
+    (``distance``: (N, P) signed distances to the planes): the posterior elements, where a
+    disc plane extended backwards is no border between levels."""
+    nearest = np.abs(distance).argmin(1)
+    beside = np.zeros(len(points), dtype=bool)
+    for number, plane in enumerate(planes):
+        chosen = nearest == number
+        along = plane.along(points[chosen])
+        beside[chosen] = (along < plane.extent[0]) | (along > plane.extent[1])
+    return beside
+
+
+def _higher_names_kept(
+    own: np.ndarray, counted: np.ndarray, above: np.ndarray, top: np.ndarray, beside: np.ndarray
+) -> np.ndarray:
+    """Which vertebra voxels keep the network's name (``own``) where it is one level higher
+    (``above``) than the count (``counted``): in the ``top`` slot, if the network also sees the
+    counted vertebra there, and more of it (else the network shifted the top vertebra itself);
+    ``beside`` the discs, if the network names the vertebral bodies as the count does."""
+    higher = (own == above) & (above > 0)
+    keep = top & higher
+    if (top & (own == counted)).sum() < keep.sum():
+        keep[:] = False
+    body = ~beside
+    if body.any() and (counted[body] == own[body]).mean() >= NETWORK_TRUST:
+        keep |= beside & higher
+    return keep
+
+
 def relabel_levels(
     labels: np.ndarray,
     vertebra_values: list[int],
@@ -180,7 +225,14 @@ def relabel_levels(
     the sacrum when most of what lies under the lowest disc is labelled sacrum (so a ladder the
     network shifted by one level as a whole is put right); otherwise the slot -> level offset is
     the one that agrees with most of the network's own labels. Levels the network never names
-    (such as T9 and T10 at the top of the field of view) still get their names.
+    (such as T9 and T10 at the top of the field of view) still get their names. Above the
+    highest disc found, where the network sees two vertebrae (the counted one and, less of it,
+    the one above), the upper one keeps its name: the disc between them was missed (cut by the
+    edge of the field of view or too thin to find), and counting alone would merge the two.
+    Behind the discs (beyond either end of the nearest one), where a spinous process slopes
+    below the plane of the disc under its vertebra, a voxel the network names one level higher
+    than the count keeps that name, as long as the network names at least ``NETWORK_TRUST`` of
+    the vertebral bodies as the count does.
 
     Args:
         labels: (S, R, C) label map of sagittal slices.
@@ -205,14 +257,15 @@ def relabel_levels(
     centres = np.stack([p.centre for p in planes])
     normals = np.stack([p.normal for p in planes])
 
-    def slots(mask: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    def slots(mask: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
         index = np.nonzero(mask)
         points = np.stack([index[1] * spacing[0], index[2] * spacing[1]], axis=1)
-        return index, np.einsum("npk,pk->np", points[:, None, :] - centres[None], normals)
+        distance = np.einsum("npk,pk->np", points[:, None, :] - centres[None], normals)
+        return index, points, distance
 
-    vertebra_index, vertebra_distance = slots(is_vertebra)
+    vertebra_index, vertebra_points, vertebra_distance = slots(is_vertebra)
     vertebra_slot = (vertebra_distance > 0).sum(1)
-    disc_index, disc_distance = slots(is_disc)
+    disc_index, _, disc_distance = slots(is_disc)
     disc_slot = np.abs(disc_distance).argmin(1)
     vertebra_lookup = np.array([0, *reversed(vertebra_values)])
     disc_lookup = np.array([0, *reversed(disc_values)])
@@ -235,8 +288,17 @@ def relabel_levels(
         offset = 0  # the sacrum is under the lowest disc: count from it
     else:
         offset = max(range(-len(planes), len(vertebra_values)), key=agreement)
+    counted = named(vertebra_slot, offset, vertebra_lookup)
+    own = labels[vertebra_index]
+    keep_own = _higher_names_kept(
+        own,
+        counted,
+        named(vertebra_slot + 1, offset, vertebra_lookup),
+        vertebra_slot == len(planes),
+        _beside_nearest_disc(vertebra_points, vertebra_distance, planes),
+    )
     out = labels.copy()
-    out[vertebra_index] = named(vertebra_slot, offset, vertebra_lookup)
+    out[vertebra_index] = np.where(keep_own, own, counted)
     out[disc_index] = named(disc_slot, offset, disc_lookup)
     return out
 

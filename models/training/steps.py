@@ -1,4 +1,4 @@
-"""One optimiser step's loss for each training stage (mim, contrastive, supervised)."""
+"""One optimiser step's loss for each training stage (mim, contrastive, supervised, slices)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,30 @@ def supervised_loss(
     return {"loss": seg + abnormality_weight * abn, "seg": seg, "abn": abn}
 
 
+def slices_loss(
+    model: LumbarNet, batch: list[ModelSample], rng: random.Random, max_slices: int
+) -> dict[str, torch.Tensor]:
+    """Segmentation alone on ``max_slices`` slices drawn at random from each study, all of them
+    segmented as one batch: every step sees several studies' anatomy, and BatchNorm statistics
+    come from several studies rather than neighbouring slices of one.
+
+    Raises:
+        ValueError: if a sample has no labels.
+    """
+    images, labels, annotated = [], [], []
+    for sample in batch:
+        if sample.labels is None:
+            raise ValueError("slices stage needs labelled samples")
+        count = sample.images.shape[0]
+        keep = sorted(rng.sample(range(count), min(count, max_slices)))
+        images.append(augment(sample.images[keep], rng))
+        labels.append(sample.labels[keep])
+        annotated.append(sample.annotated.unsqueeze(0).expand(len(keep), -1))
+    logits = model.segment(torch.cat(images), augment_prompts=True)
+    loss = segmentation_loss(logits, torch.cat(labels), torch.cat(annotated))
+    return {"loss": loss, "seg": loss}
+
+
 def contrastive_loss(
     model: LumbarNet, batch: list[ModelSample], rng: random.Random, max_slices: int
 ) -> dict[str, torch.Tensor]:
@@ -148,6 +172,8 @@ def stage_loss(
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
         if stage.name == "supervised":
             return supervised_loss(model, batch, rng, stage, pos_weight, abnormality_weight)
+        if stage.name == "slices":
+            return slices_loss(model, batch, rng, stage.max_slices)
         if stage.name == "contrastive":
             return contrastive_loss(model, batch, rng, stage.max_slices)
         return mim_loss(model, batch, rng, stage.max_slices)

@@ -260,12 +260,13 @@ def select_trainable(model: LumbarNet, prefixes: tuple[str, ...]) -> list[torch.
 
 
 def stage_pool(name: str, samples: list[ModelSample]) -> list[ModelSample]:
-    """The samples a stage can use: labelled (supervised), with reports (contrastive), all (mim).
+    """The samples a stage can use: labelled (supervised, slices), with reports (contrastive),
+    all (mim).
 
     Raises:
         ValueError: if no sample fits the stage.
     """
-    if name == "supervised":
+    if name in ("supervised", "slices"):
         pool = [s for s in samples if s.labels is not None]
     elif name == "contrastive":
         pool = [s for s in samples if s.report_embedding is not None]

@@ -62,14 +62,22 @@ def test_label_similarity_jaccard() -> None:
     assert sim[0, 2].item() == pytest.approx(0.0)
 
 
-def test_segmentation_loss_uniform_logits() -> None:
-    logits = torch.zeros(1, 3, 2, 2)
-    target = torch.tensor([[[0, 1], [2, 2]]])
-    # CE = log 3 everywhere. Dice class 1: (2 * 1/3 + 1) / (4/3 + 1 + 1); class 2: 2 px.
-    d1 = (2 / 3 + 1) / (4 / 3 + 1 + 1)
-    d2 = (4 / 3 + 1) / (4 / 3 + 2 + 1)
-    expected = math.log(3) + ((1 - d1) + (1 - d2)) / 2
+def test_segmentation_loss_batch_dice_over_present_classes_by_hand() -> None:
+    logits = torch.zeros(2, 4, 2, 2)  # class 3 is in no target: no Dice term
+    target = torch.tensor([[[0, 1], [2, 2]], [[0, 0], [0, 1]]])
+    # CE = log 4 everywhere. Each class gets 1/4 of the 8 pixels; class 1 has 2 px, class 2 has 2.
+    d1 = 2 * (2 / 4) / (8 / 4 + 2)
+    d2 = 2 * (2 / 4) / (8 / 4 + 2)
+    expected = math.log(4) + ((1 - d1) + (1 - d2)) / 2
     assert segmentation_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    background_only = torch.zeros(1, 2, 2, dtype=torch.long)
+    assert segmentation_loss(logits[:1], background_only).item() == pytest.approx(math.log(4))
+    # where class 2 is not annotated in the first sample, its pixels there leave its Dice out
+    annotated = torch.tensor([[True, True, False, True], [True, True, True, True]])
+    partial = segmentation_loss(logits, target, annotated) - segmentation_loss(
+        logits, target, annotated, dice_weight=0.0
+    )
+    assert partial.item() == pytest.approx(1 - d1, rel=1e-6)
 
 
 def test_segmentation_loss_partial_labels_merge_unannotated_into_background() -> None:

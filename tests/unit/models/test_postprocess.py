@@ -77,6 +77,34 @@ def test_relabel_names_a_level_the_network_merged() -> None:
     assert np.array_equal(relabel(network), truth)
 
 
+def test_relabel_keeps_the_network_name_of_a_vertebra_above_the_highest_disc_found() -> None:
+    """The disc between the top two vertebrae is missed: the network's name of the upper one
+    stands, rather than the count merging it into the vertebra below."""
+    truth = ladder(8, top_rows=4)  # T10 (partial, smaller than T11) .. L5 above the sacrum
+    network = truth.copy()
+    network[truth == 18] = 0  # the T10/T11 disc not found
+    out = relabel(network)
+    assert np.array_equal(out, network)
+    assert (out == 9).sum() == (truth == 9).sum()  # T10 kept, not called T11
+    shifted = network.copy()
+    shifted[truth == 9] = 10  # a name two levels up is not one the count can accept
+    assert (relabel(shifted)[truth == 9] == 8).all()
+
+
+def test_relabel_keeps_the_network_name_of_a_process_sloping_below_the_disc_plane() -> None:
+    """Behind the discs, a disc plane extended backwards is no border between levels: a
+    spinous process the network names as its own vertebra keeps that name."""
+    truth = ladder(5)
+    l2 = 5
+    rows = np.nonzero((truth[1] == l2).any(1))[0]
+    truth[:, rows[4] : rows[-1] + 7, 32:36] = l2  # reaches 6 rows under L2's body, past L2/L3
+    assert np.array_equal(relabel(truth), truth)
+    beside_body = (slice(None), slice(rows[4], rows[-1] + 1), slice(32, 36))
+    lower = truth.copy()
+    lower[beside_body] = l2 - 1  # called L3 beside L2's body: one level under the count
+    assert (relabel(lower)[beside_body] == l2).all()  # the count stands
+
+
 def test_relabel_counts_from_the_sacrum_when_the_network_shifts_every_level() -> None:
     truth = ladder(6)  # T11 (partial) .. L5 above the sacrum
     network = truth.copy()

@@ -136,6 +136,37 @@ def test_a_stage_without_segmentation_only_scores_levels(
         )
 
 
+def test_a_slices_stage_segments_random_slices_of_every_study_in_one_batch(
+    tiny_net: LumbarNet, spine: Callable[..., np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = StageConfig(name="slices", steps=1, batch_studies=3, max_slices=2)
+    samples = [toy_sample(spine, s) for s in range(3)]
+    inputs: list[torch.Tensor] = []
+    tiny_net.decoder.register_forward_hook(lambda _m, args, _out: inputs.append(args[0]))
+    loss = stage_loss(tiny_net.train(), stage, samples, random.Random(0), torch.ones(5), 1.0)
+    assert set(loss) == {"loss", "seg"} and torch.isfinite(loss["loss"])
+    assert [len(i) for i in inputs] == [6]  # 2 slices of each of the 3 studies, one pass
+    loss["loss"].backward()
+    assert tiny_net.level_crops.cnn[0][0].weight.grad is None  # no abnormality path
+
+    monkeypatch.setattr("models.training.steps.augment", lambda images, _rng: images)
+    one = replace(stage, batch_studies=1, max_slices=1)
+    drawn = set()
+    for seed in range(12):
+        inputs.clear()
+        stage_loss(tiny_net, one, samples[:1], random.Random(seed), torch.ones(5), 1.0)
+        drawn |= {i for i in range(4) if torch.equal(inputs[0][0], samples[0].images[i])}
+    assert len(drawn) > 2  # drawn at random, not always the central slices
+
+    assert train_config_from_dict({"stages": [{"name": "slices", "steps": 1}]}).stages[0] == (
+        StageConfig(name="slices", steps=1)
+    )
+    unlabelled = toy_sample(spine, 3)
+    unlabelled.labels = None
+    with pytest.raises(ValueError, match="labelled"):
+        stage_loss(tiny_net, stage, [unlabelled], random.Random(0), torch.ones(5), 1.0)
+
+
 def test_transfer_weights_loads_what_fits(
     tiny_net: LumbarNet,
     tiny_bank: PromptBank,
@@ -226,7 +257,7 @@ def test_stage_pools_follow_what_samples_carry(spine: Callable[..., np.ndarray])
     plain = toy_sample(spine, 2)
     plain.labels, plain.report_embedding = None, None
     samples = [labelled, report_only, plain]
-    assert stage_pool("supervised", samples) == [labelled]
+    assert stage_pool("supervised", samples) == stage_pool("slices", samples) == [labelled]
     assert stage_pool("contrastive", samples) == [labelled, report_only]
     assert stage_pool("mim", samples) == samples
     with pytest.raises(ValueError):
