@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -74,7 +74,7 @@ class DiscPlane:
     centre: np.ndarray
     normal: np.ndarray
     voxels: int
-    extent: tuple[float, float] = (0.0, 0.0)
+    extent: tuple[float, float]
 
     def signed_distance(self, points: np.ndarray) -> np.ndarray:
         """Head-ward distance in mm of (N, 2) points from the disc's mid-plane."""
@@ -82,7 +82,12 @@ class DiscPlane:
 
     def along(self, points: np.ndarray) -> np.ndarray:
         """Coordinate in mm of (N, 2) points along the disc's long axis, from its centre."""
-        return (points - self.centre) @ np.array([-self.normal[1], self.normal[0]])
+        return (points - self.centre) @ _long_axis(self.normal)
+
+
+def _long_axis(normal: np.ndarray) -> np.ndarray:
+    """The in-plane direction perpendicular to a disc's ``normal``."""
+    return np.array([-normal[1], normal[0]])
 
 
 def superior_direction(orientation: tuple[float, ...]) -> np.ndarray:
@@ -106,9 +111,8 @@ def _plane(points: np.ndarray, up: np.ndarray) -> DiscPlane:
     if len(points) >= 4:
         normal = np.linalg.eigh(np.cov((points - centre).T))[1][:, 0]
         normal = normal if normal @ up >= 0 else -normal
-    plane = DiscPlane(centre, normal, len(points))
-    along = plane.along(points)
-    return replace(plane, extent=(float(along.min()), float(along.max())))
+    along = (points - centre) @ _long_axis(normal)
+    return DiscPlane(centre, normal, len(points), (float(along.min()), float(along.max())))
 
 
 def _cranial_edge(shape: tuple[int, int], spacing: tuple[float, float], up: np.ndarray) -> float:

@@ -89,7 +89,7 @@ def make_random_checkpoint(path: Path, *, tiny: bool = True, seed: int = 0) -> P
         abnormality_keys=tuple(a.key for a in scheme.abnormalities),
         thresholds={a.key: 2.0 for a in scheme.abnormalities},
     )
-    model = LumbarNet(config, bank, discs).eval()
+    model = LumbarNet(config, bank, discs)
     _never_background(model)
     save_checkpoint(model, meta, path)
     return path
