@@ -91,6 +91,17 @@ def test_relabel_keeps_the_network_name_of_a_vertebra_above_the_highest_disc_fou
     assert (relabel(shifted)[truth == 9] == 8).all()
 
 
+def test_relabel_counts_a_corner_of_the_top_vertebra_named_one_level_higher() -> None:
+    """The top vertebra is cut by the edge of the field of view; the network names a corner of
+    it one level higher. That corner lies beside the vertebra, not above it: the count wins."""
+    truth = ladder(7)  # T11 (partial) .. L5 above the sacrum
+    t11 = 8
+    rows = np.nonzero((truth[1] == t11).any(1))[0]
+    network = truth.copy()
+    network[:, rows[0] : rows[0] + 5, 10:14] = t11 + 1  # a corner called T10
+    assert np.array_equal(relabel(network), truth)
+
+
 def test_relabel_keeps_the_network_name_of_a_process_sloping_below_the_disc_plane() -> None:
     """Behind the discs, a disc plane extended backwards is no border between levels: a
     spinous process the network names as its own vertebra keeps that name."""
