@@ -317,7 +317,7 @@ def relabel_levels(
         named(vertebra_slot + 1, offset, vertebra_lookup),
         vertebra_slot == len(planes),
         _beside_nearest_disc(vertebra_points, vertebra_distance, planes),
-        vertebra_points @ planes[-1].normal,  # height along the highest disc's normal
+        vertebra_distance[:, -1],  # height above the highest disc's mid-plane
     )
     out = labels.copy()
     out[vertebra_index] = np.where(keep_own, own, counted)
