@@ -28,7 +28,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import create_job
 from pacs_node.db.tables import Series, Study
-from pacs_node.domain import CompletionTrigger, JobState, SeriesRole, StudyStatus
+from pacs_node.domain import (
+    CompletionTrigger,
+    InstanceOrigin,
+    JobState,
+    SeriesRole,
+    StudyStatus,
+)
 from pacs_node.errors import StudyIncompleteError
 from pacs_node.queue import JobQueue
 from pacs_node.selection import SelectionRules
@@ -139,7 +145,11 @@ class StudyAssembler:
         now: datetime,
     ) -> CompletedStudy | None:
         with self._sessions() as session:
-            series = session.scalars(select(Series).where(Series.study_id == study_id)).all()
+            series = session.scalars(
+                select(Series).where(
+                    Series.study_id == study_id, Series.origin == InstanceOrigin.SOURCE.value
+                )
+            ).all()
             for s in series:
                 s.role = self._rules.classify(s.attributes)
             reason = self._rules.not_analysable_reason(

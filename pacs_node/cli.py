@@ -66,6 +66,27 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _db(settings: Settings, action: str) -> int:
+    """``db upgrade`` / ``db check``, then a summary: the schema revision and node identity."""
+    from pacs_node.db import migrate
+    from pacs_node.db.node_identity import read_node_identity
+    from pacs_node.db.session import make_engine, make_session_factory
+    from pacs_node.service import check_database
+
+    check_database(settings.database_url)
+    getattr(migrate, action)(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            identity = read_node_identity(session)
+    finally:
+        engine.dispose()
+    verb = "up to date" if action == "upgrade" else "matches the tables"
+    print(f"schema {verb} (revision {migrate.current_revision(settings.database_url)})")
+    print(f"node identity {identity.node_id} (created {identity.created_at:%Y-%m-%d %H:%M} UTC)")
+    return 0
+
+
 def _force_complete(settings: Settings, study_uid: str) -> int:
     from pacs_node.assembly import StudyAssembler
     from pacs_node.db.session import make_engine, make_session_factory
@@ -103,12 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings)
         if args.command == "db":
-            from pacs_node.db import migrate
-            from pacs_node.service import check_database
-
-            check_database(settings.database_url)
-            getattr(migrate, args.action)(settings.database_url)
-            return 0
+            return _db(settings, args.action)
         if args.command == "force-complete":
             return _force_complete(settings, args.study_instance_uid)
         if args.command in admin_cli.COMMANDS:

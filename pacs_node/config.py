@@ -3,14 +3,21 @@
 Every setting has a default that serves the embedded mode. Values come from, in increasing
 priority: the defaults below, a TOML file (``--config``; keys are the field names in lower
 case), and ``PACS_NODE_<NAME>`` environment variables. Nothing here is process-global.
+
+Every value is checked when the settings are built. An error names the setting it is about: the
+field name when :class:`Settings` is built directly, the environment variable or the TOML key
+(and its file) when :func:`load_settings` read it from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,29 @@ from pacs_node.hl7.addressing import Hl7Addressing
 from pacs_node.validation import validate_ae_title, validate_uid_root
 
 ENV_PREFIX = "PACS_NODE_"
+
+
+class SettingError(ConfigError):
+    """One setting's value is malformed or out of range.
+
+    Attributes:
+        setting: The field name.
+        problem: What is wrong with its value, without the name.
+    """
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+@contextmanager
+def _about(setting: str) -> Iterator[None]:
+    """Report a ValueError or TypeError raised inside as a :class:`SettingError` on ``setting``."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise SettingError(setting, str(exc)) from exc
 
 
 KEY_IMAGES_SUFFIX = "/key-images"
@@ -88,11 +118,83 @@ def _is_dicom_text(text: str) -> bool:
     return text.isprintable() and "\\" not in text
 
 
-def _port(text: str | int) -> int:
-    port = int(text)
+def _integer(raw: object) -> int:
+    """An integer, or its decimal text.
+
+    Raises:
+        ValueError: for anything else (booleans and fractions included).
+    """
+    if isinstance(raw, int | str) and not isinstance(raw, bool):
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    raise ValueError(f"{raw!r} is not an integer")
+
+
+def _number(raw: object) -> float:
+    """A finite number, or its text.
+
+    Raises:
+        ValueError: for anything else (booleans, ``nan`` and ``inf`` included).
+    """
+    if isinstance(raw, int | float | str) and not isinstance(raw, bool):
+        try:
+            number = float(raw)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise ValueError(f"{raw!r} is not a number")
+
+
+def _port(raw: object) -> int:
+    port = _integer(raw)
     if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range")
+        raise ValueError(f"{port} is not a port number (0 to 65535)")
     return port
+
+
+def _shown(value: float) -> str:
+    """A number as a person would write it (``-1``, not ``-1.0``)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# Numeric settings that must be above zero, and those with a least value they may take.
+_POSITIVE = (
+    "quiet_seconds",
+    "network_timeout",
+    "acse_timeout",
+    "dimse_timeout",
+    "lease_seconds",
+    "job_timeout_seconds",
+    "requeue_after_seconds",
+    "reconcile_interval_seconds",
+    "delivery_backoff_seconds",
+    "delivery_backoff_max_seconds",
+    "delivery_attempt_seconds",
+)
+_AT_LEAST = {
+    "release_grace_seconds": 0,
+    "max_pdu_size": 0,
+    "min_free_bytes": 0,
+    "max_associations": 1,
+    "max_attempts": 1,
+    "delivery_max_attempts": 1,
+}
+_NOT_EMPTY = ("host", "api_host", "database_url", "broker_url")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMATS = ("text", "json")
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+# Settings field -> Hl7Addressing field.
+_HL7_FIELDS = {
+    "hl7_sending_application": "sending_application",
+    "hl7_sending_facility": "sending_facility",
+    "hl7_receiving_application": "receiving_application",
+    "hl7_receiving_facility": "receiving_facility",
+    "hl7_processing_id": "processing_id",
+}
 
 
 @dataclass(frozen=True)
@@ -104,6 +206,8 @@ class Settings:
     port: int = 11112
     # Calling AE titles accepted; ("*",) accepts any.
     allowed_aes: tuple[str, ...] = ("*",)
+    # Refuse associations whose called AE title is not ``ae_title`` (off: answer any).
+    check_called_ae: bool = True
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
@@ -156,45 +260,70 @@ class Settings:
     delivery_attempt_seconds: float = 300.0
 
     def __post_init__(self) -> None:
-        validate_ae_title(self.ae_title)
-        for ae in self.allowed_aes:
-            if ae != "*":
-                validate_ae_title(ae)
-        for port in (self.port, self.api_port):
-            _port(port)
-        if self.quiet_seconds <= 0:
-            raise ConfigError("quiet_seconds must be positive")
-        if self.max_associations < 1:
-            raise ConfigError("max_associations must be at least 1")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("tls_cert and tls_key must be set together")
-        if self.tls_ca is not None and self.tls_cert is None:
-            raise ConfigError("tls_ca needs tls_cert and tls_key")
-        if self.log_format not in ("text", "json"):
-            raise ConfigError("log_format must be 'text' or 'json'")
+        """Check every value.
+
+        Raises:
+            SettingError: naming the first setting whose value is malformed or out of range.
+        """
+        self._check_numbers()
+        self._check_network()
         self._check_site_identity()
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise SettingError(
+                "log_level", f"must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}"
+            )
+        if self.log_format not in _LOG_FORMATS:
+            raise SettingError("log_format", f"must be text or json, not {self.log_format!r}")
+        if _DEVICE_RE.fullmatch(self.device) is None:
+            raise SettingError("device", f"{self.device!r} is not auto, cpu, cuda or cuda:N")
+
+    def _check_numbers(self) -> None:
+        for setting in _POSITIVE:
+            value = getattr(self, setting)
+            if not value > 0:
+                raise SettingError(setting, f"must be positive, not {_shown(value)}")
+        for setting, least in _AT_LEAST.items():
+            value = getattr(self, setting)
+            if not value >= least:
+                raise SettingError(setting, f"must be at least {least}, not {_shown(value)}")
+
+    def _check_network(self) -> None:
+        for setting in _NOT_EMPTY:
+            if not getattr(self, setting).strip():
+                raise SettingError(setting, "must not be empty")
+        for setting in ("port", "api_port"):
+            with _about(setting):
+                _port(getattr(self, setting))
+        with _about("ae_title"):
+            validate_ae_title(self.ae_title)
+        with _about("allowed_aes"):
+            for ae in self.allowed_aes:
+                if ae != "*":
+                    validate_ae_title(ae)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            setting = "tls_key" if self.tls_cert is None else "tls_cert"
+            raise SettingError(setting, "tls_cert and tls_key must be set together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise SettingError("tls_ca", "needs tls_cert and tls_key")
 
     def _check_site_identity(self) -> None:
-        try:
-            self.hl7_addressing  # noqa: B018 - built to be validated
-        except ValueError as exc:
-            raise ConfigError(f"HL7 addressing: {exc}") from exc
+        for setting, field in _HL7_FIELDS.items():
+            with _about(setting):
+                Hl7Addressing(**{field: getattr(self, setting)})
         if self.uid_root:
-            validate_uid_root(self.uid_root)
+            with _about("uid_root"):
+                validate_uid_root(self.uid_root)
         if len(self.institution_name) > MAX_LO_CHARS or not _is_dicom_text(self.institution_name):
-            raise ConfigError(
-                f"institution_name must be at most {MAX_LO_CHARS} printable characters"
+            raise SettingError(
+                "institution_name",
+                f"must be at most {MAX_LO_CHARS} printable characters without a backslash",
             )
 
     @property
     def hl7_addressing(self) -> Hl7Addressing:
         """The MSH fields of the node's HL7 messages."""
         return Hl7Addressing(
-            self.hl7_sending_application,
-            self.hl7_sending_facility,
-            self.hl7_receiving_application,
-            self.hl7_receiving_facility,
-            self.hl7_processing_id,
+            **{field: getattr(self, setting) for setting, field in _HL7_FIELDS.items()}
         )
 
     @property
@@ -207,8 +336,28 @@ class Settings:
         """True when the worker runs in-process (no broker)."""
         return self.broker_url == "embedded"
 
+    def doubts(self) -> list[str]:
+        """Valid settings that a production site most likely did not mean (for start-up
+        warnings)."""
+        doubts = []
+        if self.database_url.startswith("postgresql") and not self.uid_root:
+            doubts.append(
+                "PACS_NODE_UID_ROOT is not set: result UIDs use pydicom's shared root; "
+                "set the site's own organisation root for production"
+            )
+        if not self.destinations and self.hl7_endpoint is None:
+            doubts.append(
+                "no PACS_NODE_DESTINATIONS and no PACS_NODE_HL7_ENDPOINT: results are made and "
+                "kept in the spool but sent nowhere"
+            )
+        return doubts
+
     def replace(self, **changes: Any) -> Settings:
-        """Return a copy with ``changes`` applied (validated again)."""
+        """Return a copy with ``changes`` applied (validated again).
+
+        Raises:
+            SettingError: naming the first changed or unchanged setting that is invalid.
+        """
         return dataclasses.replace(self, **changes)
 
 
@@ -216,37 +365,42 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
 def _convert(name: str, raw: Any) -> Any:
-    """Turn a TOML or environment value into the field's type."""
+    """Turn a TOML, environment or keyword value into the field's type.
+
+    Raises:
+        SettingError: naming ``name`` if the value is not of that type.
+    """
     kind = str(_FIELDS[name].type)
     if isinstance(raw, str):
         raw = raw.strip()
     if raw == "" and "None" in kind:
         return None
-    match name:
-        case "allowed_aes":
-            items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return tuple(a.strip() for a in items if a.strip())
-        case "destinations":
-            items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return tuple(Destination.parse(d) for d in items if d.strip())
-        case "hl7_endpoint":
-            return HostPort.parse(raw)
-    if kind.startswith("bool"):
-        return _boolean(name, raw)
-    if kind.startswith("Path"):
-        return Path(raw)
-    if kind.startswith("int"):
-        return int(raw)
-    if kind.startswith("float"):
-        return float(raw)
-    return str(raw)
+    with _about(name):
+        match name:
+            case "allowed_aes":
+                items = raw.split(",") if isinstance(raw, str) else list(raw)
+                return tuple(a.strip() for a in items if a.strip())
+            case "destinations":
+                items = raw.split(",") if isinstance(raw, str) else list(raw)
+                return tuple(Destination.parse(d) for d in items if d.strip())
+            case "hl7_endpoint":
+                return HostPort.parse(raw)
+        if kind.startswith("bool"):
+            return _boolean(raw)
+        if kind.startswith("Path"):
+            return Path(raw)
+        if kind.startswith("int"):
+            return _integer(raw)
+        if kind.startswith("float"):
+            return _number(raw)
+        return str(raw)
 
 
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True}
 _BOOLEANS |= {"false": False, "no": False, "off": False, "0": False}
 
 
-def _boolean(name: str, raw: Any) -> bool:
+def _boolean(raw: Any) -> bool:
     """A TOML boolean or one of true/false, yes/no, on/off, 1/0 (any case).
 
     Raises:
@@ -256,7 +410,7 @@ def _boolean(name: str, raw: Any) -> bool:
         return raw
     value = _BOOLEANS.get(str(raw).lower())
     if value is None:
-        raise ValueError(f"{name} must be true or false, not {raw!r}")
+        raise ValueError(f"must be true or false, not {raw!r}")
     return value
 
 
@@ -267,11 +421,15 @@ def load_settings(
 ) -> Settings:
     """Build settings from defaults, an optional TOML file, the environment and overrides.
 
+    A malformed or out-of-range value is reported under the name it was given by: the
+    ``PACS_NODE_*`` variable, the TOML key and its file, or the keyword of ``overrides``.
+
     Raises:
-        ConfigError: if a value is unknown, malformed or inconsistent.
+        ConfigError: if a setting is unknown, or a value is malformed or inconsistent.
     """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # field -> the name its value was given by
     if config_file is not None:
         try:
             table = tomllib.loads(Path(config_file).read_text())
@@ -281,19 +439,27 @@ def load_settings(
             name = key.lower()
             if name not in _FIELDS:
                 raise ConfigError(f"unknown setting {key!r} in {config_file}")
-            values[name] = raw
+            values[name], sources[name] = raw, f"{key} in {config_file}"
     for key, raw in environ.items():
-        if key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX) :].lower()
-            if name in _FIELDS:
-                values[name] = raw
-    values.update(overrides)
+        name = key.removeprefix(ENV_PREFIX).lower()
+        if key.startswith(ENV_PREFIX) and name in _FIELDS:
+            values[name], sources[name] = raw, key
+    for name, raw in overrides.items():
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name], sources[name] = raw, name
     try:
-        converted = {name: _convert(name, raw) for name, raw in values.items()}
-        return Settings(**converted)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc)) from exc
+        return Settings(**{name: _convert(name, raw) for name, raw in values.items()})
+    except SettingError as exc:
+        raise ConfigError(f"{sources.get(exc.setting, exc.setting)}: {exc.problem}") from exc
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(_FIELDS)
-__all__ = ["SETTING_NAMES", "Destination", "HostPort", "Settings", "load_settings"]
+__all__ = [
+    "SETTING_NAMES",
+    "Destination",
+    "HostPort",
+    "SettingError",
+    "Settings",
+    "load_settings",
+]

@@ -30,6 +30,19 @@ class StudyStatus(StrEnum):
 
     RECEIVING = "receiving"
     COMPLETE = "complete"
+    DERIVED_ONLY = "derived_only"
+    """Holds only derived objects (SEG, SR, ...): nothing to analyse until a source image comes."""
+
+
+class InstanceOrigin(StrEnum):
+    """What a received instance is to the node; only source images open a study for analysis."""
+
+    SOURCE = "source"
+    """An image the selection rules can classify (MR, CT, ...): it opens or reopens its study."""
+    DERIVED = "derived"
+    """A derived object (SEG, SR, KO, PR, secondary capture, ...) from another system."""
+    OWN_RESULT = "own_result"
+    """One of the node's own results sent back to it (a PACS that forwards everything)."""
 
 
 class SeriesRole(StrEnum):

@@ -2,7 +2,8 @@
 
 Two sources, one registry per process:
 
-* the database, read at scrape time (:class:`DatabaseCollector`): instances received, studies
+* the database, read at scrape time (:class:`DatabaseCollector`): instances received (by
+  origin) and different copies not stored, studies
   completed, jobs by state, queue depth, deliveries by channel (dicom, hl7) and state (dead ones
   are the delivery and HL7 failures), and deliveries waiting for a retry after a failed attempt.
   The database is the truth shared by every process, so any process serving ``/metrics`` reports
@@ -28,8 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.db.jobs import count_by_state
 from pacs_node.db.queries import queue_depth
-from pacs_node.db.tables import Delivery, Instance, JobEvent, Study
-from pacs_node.domain import JobState, StudyStatus
+from pacs_node.db.tables import Delivery, Instance, JobEvent, Series, Study
+from pacs_node.domain import InstanceOrigin, JobState, StudyStatus
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "pacs_node"
@@ -49,7 +50,12 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Yield the metric families (one short read transaction)."""
         with self._sessions() as session:
-            instances = session.scalar(select(func.count()).select_from(Instance)) or 0
+            by_origin = session.execute(
+                select(Series.origin, func.count(Instance.id))
+                .join(Instance, Instance.series_id == Series.id)
+                .group_by(Series.origin)
+            ).all()
+            different_copies = session.scalar(select(func.sum(Instance.different_copies))) or 0
             completed = session.scalar(
                 select(func.count())
                 .select_from(Study)
@@ -67,10 +73,21 @@ class DatabaseCollector(Collector):
                 .where(Delivery.state == "pending", Delivery.attempts > 0)
                 .group_by(Delivery.channel)
             ).all()
-        yield CounterMetricFamily(
+        received = CounterMetricFamily(
             f"{NAMESPACE}_instances_received",
-            "SOP instances stored (distinct; re-sent instances count once)",
-            value=instances,
+            "SOP instances stored (distinct; re-sent instances count once), by origin: source "
+            "images, derived objects, the node's own results sent back (these never start a job)",
+            labels=["origin"],
+        )
+        counts_by_origin = {str(origin): int(count) for origin, count in by_origin}
+        for origin in InstanceOrigin:
+            received.add_metric([origin.value], counts_by_origin.get(origin.value, 0))
+        yield received
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_instance_copies_ignored",
+            "Copies with other content sent under a SOP Instance UID already held (the first "
+            "copy is kept)",
+            value=int(different_copies),
         )
         yield CounterMetricFamily(
             f"{NAMESPACE}_studies_completed",

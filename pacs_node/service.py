@@ -216,6 +216,8 @@ class EdgeService:
         """
         policy = policy or JobPolicy.from_settings(settings)
         check_startup(settings, worker_queue=queue is None)
+        for warning in settings.doubts():
+            LOG.warning("%s", warning)
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
         ledger = InstanceLedger(sessions)

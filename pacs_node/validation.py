@@ -31,8 +31,17 @@ def validate_uid(uid: object, what: str = "UID") -> str:
         InvalidIdentifierError: if it is not a string following the UID grammar.
     """
     if not isinstance(uid, str) or not is_valid_uid(uid):
-        raise InvalidIdentifierError(f"invalid {what}: {uid!r}")
+        # The value is left out: a UID (or what a corrupt element swallowed) is patient data.
+        raise InvalidIdentifierError(f"invalid {what}: {_uid_problem(uid)}")
     return uid
+
+
+def _uid_problem(uid: object) -> str:
+    if not isinstance(uid, str):
+        return f"not a single text value ({type(uid).__name__})"
+    if len(uid) > 64:
+        return f"{len(uid)} characters, more than 64"
+    return "not digits and dots as the UID grammar requires"
 
 
 def validate_ae_title(ae_title: object) -> str:

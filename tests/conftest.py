@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.db import migrate
+from pacs_node.db.session import make_engine, make_session_factory
 from tests.helpers.services import Postgres, Redis, start_postgres, start_redis
 
 _counter = itertools.count()
@@ -73,6 +75,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{path}"
     template = request.getfixturevalue("_postgres_template")
     return new_postgres_database(request.getfixturevalue("postgres"), template)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a fresh migrated database, SQLite and PostgreSQL."""
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture

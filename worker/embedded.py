@@ -20,7 +20,7 @@ from pacs_node.db.session import make_engine, make_session_factory
 from pacs_node.service import check_checkpoint
 from pacs_node.spool import Spool
 from worker.runner import JobRunner
-from worker.tasks import load_predictor
+from worker.tasks import check_device, load_predictor
 
 LOG = logging.getLogger(__name__)
 
@@ -82,11 +82,13 @@ class EmbeddedWorker:
 
 
 def start(settings: Settings, policy: JobPolicy) -> EmbeddedWorker:
-    """Check the model checkpoint (the configured one, else the shipped one), start the threads.
+    """Check the model checkpoint (the configured one, else the shipped one) and the device,
+    start the threads.
 
     Raises:
-        StartupError: if the checkpoint cannot be read.
+        StartupError: if the checkpoint cannot be read or the device is not on this host.
         sqlalchemy.exc.ArgumentError: if the database URL is malformed.
     """
     check_checkpoint(settings.model or DEFAULT_CHECKPOINT)
+    check_device(settings.device)
     return EmbeddedWorker(settings, policy)

@@ -184,6 +184,7 @@ def encode_results(
             report.
     """
     algorithm = algorithm_of(prediction)
+    context = context.for_model(algorithm)
     findings, measurements = findings_of(prediction), measurements_of(prediction)
     values = {s.name: s.value for s in load_label_scheme().structures}
     images = list(reference.datasets)

@@ -32,7 +32,8 @@ from pacs_node.config import Destination, Settings
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import transition
 from pacs_node.db.leases import JobPolicy, claim_job, fail_attempt, finish_running, renew_lease
-from pacs_node.db.tables import Instance, Job, Result, Series
+from pacs_node.db.node_identity import read_node_identity
+from pacs_node.db.tables import Delivery, Instance, Job, Result, Series, Study
 from pacs_node.dispatch.ledger import (
     Channel,
     DeliveryState,
@@ -43,12 +44,13 @@ from pacs_node.dispatch.ledger import (
     record_attempt,
 )
 from pacs_node.dispatch.scu import send_files
-from pacs_node.domain import JobState
+from pacs_node.domain import InstanceOrigin, JobState
 from pacs_node.hl7.mllp import send_message
 from pacs_node.queue import WorkQueue
-from pacs_node.results.identity import DEFAULT_UID_PREFIX
+from pacs_node.results.identity import DEFAULT_UID_PREFIX, job_result_key
 from pacs_node.results.inputs import AlgorithmInfo, ResultContext
 from pacs_node.spool import Spool, atomic_write
+from pacs_node.version import SOFTWARE_VERSION
 from worker.pipeline import (
     MODEL_ROLES,
     EncodedResult,
@@ -60,8 +62,12 @@ from worker.pipeline import (
 
 LOG = logging.getLogger(__name__)
 
-SOFTWARE_VERSION = "0.1.0"
 RESULTS_FOLDER = "results"
+NOT_CONFIGURED = {
+    Channel.DICOM: "no DICOM destination configured, nothing sent",
+    Channel.HL7: "no HL7 endpoint configured, no ORU sent",
+}
+NOTHING_SENT = "nothing sent: no DICOM destination or HL7 endpoint is configured"
 
 
 class LeaseLostError(Exception):
@@ -213,12 +219,12 @@ class JobRunner:
         )
 
     def _first_instance(self, session: Session, job_id: int) -> list[Path]:
-        """The spool file of the study's first received instance (none if it has none)."""
+        """The spool file of the study's first received source image (none if it has none)."""
         paths = session.scalars(
             select(Instance.path)
             .join(Series, Series.id == Instance.series_id)
             .join(Job, Job.study_id == Series.study_id)
-            .where(Job.id == job_id)
+            .where(Job.id == job_id, Series.origin == InstanceOrigin.SOURCE.value)
             .order_by(Instance.id)
             .limit(1)
         )
@@ -243,11 +249,16 @@ class JobRunner:
         return files
 
     def _context(self, session: Session, job_id: int) -> ResultContext:
-        created = session.scalar(select(Job.created_at).where(Job.id == job_id))
-        assert created is not None
+        """The job's result context: identities keyed by this node, the study and the job
+        version (the pipeline adds the model), the job's creation time, the site's settings."""
+        study_uid, version, created = session.execute(
+            select(Study.study_instance_uid, Job.version, Job.created_at)
+            .join(Study, Study.id == Job.study_id)
+            .where(Job.id == job_id)
+        ).one()
         site = self.settings
         return ResultContext(
-            job_key=f"job-{job_id}",
+            job_key=job_result_key(read_node_identity(session).node_id, study_uid, version),
             created=created.astimezone(UTC).replace(microsecond=0),
             software_version=SOFTWARE_VERSION,
             institution_name=site.institution_name or None,
@@ -319,12 +330,16 @@ class JobRunner:
 
     def _outcome(self, job_id: int) -> tuple[JobState, dict[str, Any]]:
         """The state a delivered job ends in, with the job columns to set: ``skipped`` with its
-        reason for a study out of intended use, else ``done``."""
+        reason for a study out of intended use, else ``done`` (with a reason when nothing was
+        sent because no destination is configured)."""
         with self.sessions() as session:
             skip_reason = session.scalar(select(Job.skip_reason).where(Job.id == job_id))
-        if skip_reason is None:
-            return JobState.DONE, {}
-        return JobState.SKIPPED, {"reason": skip_reason}
+            sent_nowhere = not session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.job_id == job_id)
+            )
+        if skip_reason is not None:
+            return JobState.SKIPPED, {"reason": skip_reason}
+        return JobState.DONE, {"reason": NOTHING_SENT} if sent_nowhere else {}
 
     def _start_delivery(self, job_id: int) -> None:
         """``results_ready`` -> ``delivering``; a replayed ``failed``/``done``/``skipped`` job goes
@@ -404,6 +419,14 @@ class JobRunner:
                     )
                 LOG.info("job %d: HL7 to %s: %s", job_id, destination, outcome)
 
+    def _nothing_sent(self, channel: Channel) -> str:
+        """Why a channel had no delivery: nothing of the job goes there, or nowhere is set."""
+        if channel is Channel.DICOM:
+            configured = bool(self.settings.destinations)
+        else:
+            configured = self.settings.hl7_endpoint is not None
+        return "nothing to send" if configured else NOT_CONFIGURED[channel]
+
     def _advance(
         self,
         job_id: int,
@@ -439,7 +462,7 @@ class JobRunner:
                 job_id,
                 current,
                 new,
-                f"{stage} complete",
+                f"{stage} complete" if states else f"{stage}: {self._nothing_sent(channel)}",
                 {"timings": {stage: seconds}},
                 **values,
             )

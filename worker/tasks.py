@@ -18,6 +18,7 @@ from celery.signals import worker_process_init
 from pacs_node.config import Settings
 from pacs_node.db.leases import JobPolicy
 from pacs_node.db.session import make_engine, make_session_factory
+from pacs_node.errors import StartupError
 from pacs_node.queue import ANALYSE_TASK, DELIVER_TASK, CeleryJobQueue
 from pacs_node.spool import Spool
 from worker.pipeline import Predictor
@@ -26,6 +27,27 @@ from worker.runner import JobRunner
 LOG = logging.getLogger(__name__)
 
 TIME_LIMIT_MARGIN_SECONDS = 60.0
+
+
+def check_device(device: str, setting: str = "PACS_NODE_DEVICE") -> None:
+    """Check that this host has the CUDA device ``device`` names (``cpu`` and ``auto`` always
+    pass). Counts devices through NVML where it can, so CUDA stays uninitialised for a fork.
+
+    Args:
+        device: A device of valid syntax (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        setting: The name the device was given by, for the error.
+
+    Raises:
+        StartupError: naming ``setting`` if the device is not on this host.
+    """
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    if (torch.device(device).index or 0) >= count:
+        found = f"{count} CUDA device(s)" if count else "no CUDA device"
+        raise StartupError(f"{setting}: {device} is not available on this host ({found})")
 
 
 def load_predictor(settings: Settings) -> Predictor:

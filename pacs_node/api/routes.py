@@ -12,11 +12,14 @@ from sqlalchemy import select
 from pacs_node.api.auth import Admin, Viewer, remote_address
 from pacs_node.api.context import ApiContext, get_context
 from pacs_node.api.overlay import OverlayUnavailableError, render_overlay_png
-from pacs_node.api.schemas import ActionAccepted, ForceCompleteRequest, ReplayRequest
+from pacs_node.api.schemas import ActionAccepted, ForceCompleteRequest, NodeInfo, ReplayRequest
 from pacs_node.db import admin_actions, queries
+from pacs_node.db.node_identity import NodeIdentityMissingError, read_node_identity
 from pacs_node.db.tables import Instance, Job, Result
 from pacs_node.domain import JobState
 from pacs_node.errors import InvalidIdentifierError, StudyIncompleteError
+from pacs_node.results.identity import DEFAULT_UID_PREFIX
+from pacs_node.version import SOFTWARE_VERSION
 
 router = APIRouter(prefix="/api")
 Context = Annotated[ApiContext, Depends(get_context)]
@@ -102,6 +105,24 @@ def job_overlay(context: Context, _: Viewer, job_id: int) -> Response:
     except OverlayUnavailableError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.get("/node", response_model=NodeInfo, summary="This node's identity")
+def get_node(context: Context, _: Viewer) -> NodeInfo:
+    """The node's identity, AE title, software version and result UID root."""
+    try:
+        with context.sessions() as session:
+            row = read_node_identity(session)
+    except NodeIdentityMissingError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    settings = context.settings
+    return NodeInfo(
+        node_id=row.node_id,
+        created_at=row.created_at,
+        ae_title=settings.ae_title,
+        software_version=SOFTWARE_VERSION,
+        uid_root=settings.uid_root or DEFAULT_UID_PREFIX,
+    )
 
 
 @router.get("/stats", response_model=queries.Stats, summary="Counts, queue depth, turnaround")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 
@@ -39,3 +41,14 @@ class Readiness(BaseModel):
 
     ready: bool
     checks: dict[str, CheckResult]
+
+
+class NodeInfo(BaseModel):
+    """Who this node is: its identity (every result UID and HL7 control ID derives from it), its
+    AE title, software version and the UID root of its results."""
+
+    node_id: str = Field(description="created once by the first `db upgrade`")
+    created_at: datetime
+    ae_title: str
+    software_version: str
+    uid_root: str

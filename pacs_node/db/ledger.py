@@ -14,8 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.db.base import utcnow
-from pacs_node.db.tables import Instance, ReceiveError, Series, Study
-from pacs_node.domain import StudyStatus
+from pacs_node.db.tables import Instance, ReceiveError, Result, Series, Study
+from pacs_node.domain import InstanceOrigin, StudyStatus
 from pacs_node.errors import ConflictingInstanceError
 
 
@@ -36,6 +36,19 @@ class InstanceRecord:
     series_number: int | None = None
     calling_ae: str | None = None
     series_attributes: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None
+    origin: InstanceOrigin = InstanceOrigin.SOURCE
+
+
+@dataclass(frozen=True)
+class HeldCopy:
+    """The copy of an instance the node already holds: where it is filed and what it is."""
+
+    instance_id: int
+    study_instance_uid: str
+    series_instance_uid: str
+    relative_path: str
+    sha256: str | None
 
 
 class RecordOutcome(StrEnum):
@@ -104,8 +117,7 @@ class InstanceLedger:
                 .where(Instance.id == existing.id)
                 .values(
                     times_received=Instance.times_received + 1,
-                    size_bytes=record.size_bytes,
-                    transfer_syntax_uid=record.transfer_syntax_uid,
+                    sha256=func.coalesce(Instance.sha256, record.sha256),
                     received_at=now,
                 )
             )
@@ -119,11 +131,15 @@ class InstanceLedger:
                 instance_number=record.instance_number,
                 path=record.relative_path,
                 size_bytes=record.size_bytes,
+                sha256=record.sha256,
                 calling_ae=record.calling_ae,
                 received_at=now,
                 times_received=1,
             )
         )
+        if record.origin is not InstanceOrigin.SOURCE:
+            # Derived objects and the node's own results never open a study (the loop guard).
+            return RecordOutcome.NEW, ids
         # A new instance keeps the study open (or reopens a completed one: late series).
         conn.execute(
             update(Study)
@@ -164,11 +180,12 @@ class InstanceLedger:
             select(Study.id).where(Study.study_instance_uid == record.study_instance_uid)
         )
         if study_id is None:
+            source = record.origin is InstanceOrigin.SOURCE
             study_id = conn.execute(
                 insert(Study)
                 .values(
                     study_instance_uid=record.study_instance_uid,
-                    status=StudyStatus.RECEIVING.value,
+                    status=(StudyStatus.RECEIVING if source else StudyStatus.DERIVED_ONLY).value,
                     force_complete=False,
                 )
                 .returning(Study.id)
@@ -184,10 +201,57 @@ class InstanceLedger:
                 series_description=_clip(attrs.get("SeriesDescription"), 64),
                 body_part_examined=_clip(attrs.get("BodyPartExamined"), 16),
                 attributes=attrs,
+                origin=record.origin.value,
             )
             .returning(Series.id)
         ).scalar_one()
         return record.study_instance_uid, study_id, series_id
+
+    def held_copy(self, sop_instance_uid: str) -> HeldCopy | None:
+        """The recorded copy of an instance, if the node holds one.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: if the database fails.
+        """
+        with self._sessions() as session:
+            row = session.execute(
+                select(
+                    Instance.id,
+                    Study.study_instance_uid,
+                    Series.series_instance_uid,
+                    Instance.path,
+                    Instance.sha256,
+                )
+                .join(Series, Series.id == Instance.series_id)
+                .join(Study, Study.id == Series.study_id)
+                .where(Instance.sop_instance_uid == sop_instance_uid)
+            ).first()
+        return None if row is None else HeldCopy(*row)
+
+    def is_own_result(self, sop_instance_uid: str) -> bool:
+        """True if the node made this instance (one of its results came back to it).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: if the database fails.
+        """
+        with self._sessions() as session:
+            found = session.scalar(
+                select(Result.id).where(Result.sop_instance_uid == sop_instance_uid)
+            )
+        return found is not None
+
+    def record_different_copy(self, instance_id: int) -> None:
+        """Count a copy with other content sent under a held SOP Instance UID (not stored).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: if the database fails.
+        """
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Instance)
+                .where(Instance.id == instance_id)
+                .values(different_copies=Instance.different_copies + 1)
+            )
 
     def record_rejection(
         self,

@@ -9,13 +9,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pacs_node.db.base import Base, UTCDateTime, utcnow
 
 UID = String(64)
 AE = String(16)
+
+
+class NodeIdentity(Base):
+    """The node's own identity: one row, created by the first ``db upgrade`` and never changed.
+
+    Every result identity derives from it, so two installations (or one whose database was
+    recreated) never give two patients' results the same UIDs or HL7 control IDs.
+    """
+
+    __tablename__ = "node_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, comment="always 1: one row")
+    node_id: Mapped[str] = mapped_column(String(32), comment="random 128 bits, hex")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
 
 
 class Study(Base):
@@ -65,6 +91,12 @@ class Series(Base):
         JSON, default=dict, comment="acquisition tags used by series classification"
     )
     role: Mapped[str | None] = mapped_column(String(16), comment="SeriesRole after completion")
+    origin: Mapped[str] = mapped_column(
+        String(16),
+        default="source",
+        server_default="source",
+        comment="InstanceOrigin of its instances: only source images open a study",
+    )
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
@@ -86,6 +118,15 @@ class Instance(Base):
     calling_ae: Mapped[str | None] = mapped_column(AE)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     times_received: Mapped[int] = mapped_column(Integer, default=1)
+    sha256: Mapped[str | None] = mapped_column(
+        String(64), comment="of the stored file; NULL for instances stored before it was kept"
+    )
+    different_copies: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default="0",
+        comment="copies with other content sent later under this SOP Instance UID, not stored",
+    )
 
     series: Mapped[Series] = relationship(back_populates="instances")
 

@@ -3,6 +3,11 @@
 Every UID and HL7 control ID the node writes is a hash of the job key and a purpose string, so a
 rebuilt object (a retry, a replay) carries the same identity and a PACS or RIS can de-duplicate it.
 Different purposes ("seg-series", "sr-instance", ...) give unrelated identities.
+
+The job key (:func:`job_result_key`) holds the node's identity (random, created once per
+database), the Study Instance UID and the job version; the model that made the results is added
+to it by :meth:`~pacs_node.results.inputs.ResultContext.for_model`. Identities therefore never
+repeat between installations, database resets, studies, job versions or models.
 """
 
 from __future__ import annotations
@@ -18,6 +23,24 @@ DEFAULT_UID_PREFIX: Final = PYDICOM_ROOT_UID
 
 MAX_CONTROL_ID_LENGTH: Final = 20
 """HL7 v2.5 MSH-10 (Message Control ID) is an ST of at most 20 characters."""
+
+
+def job_result_key(node_identity: str, study_instance_uid: str, job_version: int) -> str:
+    """The key the identities of one job version's results derive from.
+
+    Args:
+        node_identity: The node's identity (``pacs_node.db.node_identity``).
+        study_instance_uid: The analysed study.
+        job_version: The job's version within its study (1, 2, ... as late series supersede).
+
+    Raises:
+        ValueError: if an argument is empty or the version is not positive.
+    """
+    if not node_identity or not study_instance_uid:
+        raise ValueError("node identity and Study Instance UID must not be empty")
+    if job_version < 1:
+        raise ValueError(f"job version must be positive, not {job_version}")
+    return f"{node_identity}/{study_instance_uid}/v{job_version}"
 
 
 def _check_parts(job_key: str, purpose: str) -> None:

@@ -9,6 +9,7 @@ Level names are disc names from the label scheme (``"L4/L5"``); abnormality keys
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from dataclasses import dataclass, field
@@ -68,6 +69,11 @@ class AlgorithmInfo:
     def __post_init__(self) -> None:
         if not self.name or not self.version:
             raise ValueError("algorithm name and version must not be empty")
+
+    @property
+    def key(self) -> str:
+        """What identifies the model in result identities: name, version, weights, config."""
+        return f"{self.name}@{self.version}#{self.checkpoint_sha256}:{self.config_hash}"
 
     def parameters(self) -> dict[str, str]:
         """Algorithm parameters for the Algorithm Identification Sequence."""
@@ -129,6 +135,8 @@ class LevelMeasurement:
 class ResultContext:
     """What every builder needs to know about the job, besides the model output.
 
+    ``job_key`` is what every UID and control ID derives from
+    (:func:`~pacs_node.results.identity.job_result_key`; :meth:`for_model` adds the model).
     ``created`` is stamped into every content and instance creation date/time, so rebuilding the
     results of a job (a retry or a replay) yields identical objects. Series numbers are the ones the
     node's output series get in the study. The institution, UID root and HL7 addressing are the
@@ -154,3 +162,8 @@ class ResultContext:
             raise ValueError("job_key must not be empty")
         if min(self.seg_series_number, self.sr_series_number, self.key_image_series_number) < 1:
             raise ValueError("series numbers must be positive")
+
+    def for_model(self, algorithm: AlgorithmInfo) -> ResultContext:
+        """This context with the model in its job key: results of another model (or other
+        weights) for the same job version get other identities."""
+        return dataclasses.replace(self, job_key=f"{self.job_key}/{algorithm.key}")

@@ -1,23 +1,31 @@
-"""DIMSE event handlers: plain functions, dependencies passed as handler arguments.
+"""DIMSE and association event handlers: plain functions, dependencies passed as handler arguments.
 
 A C-STORE is answered with success only after the instance is on disk (fsynced) and recorded
-in the database. Every refusal is a named status, a log line and a ``receive_errors`` row; no
-exception escapes into pynetdicom. Logs carry no patient data and no UIDs (row ids instead).
+in the database (:class:`~pacs_node.instance_store.InstanceStore`). Every refusal is a named
+status, a log line and a ``receive_errors`` row; no exception escapes into pynetdicom. Each
+association and C-ECHO is logged at INFO (calling AE, peer address, outcome, counts). Logs and
+refusal reasons carry no patient data and no UIDs.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import cast
 
 from pydicom import Dataset
+from pydicom.encaps import parse_basic_offsets
+from pydicom.uid import UID
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
 from pacs_node.db.ledger import InstanceLedger, InstanceRecord
+from pacs_node.domain import InstanceOrigin
 from pacs_node.errors import ConflictingInstanceError, InvalidIdentifierError, SpoolFullError
+from pacs_node.instance_store import InstanceStore, StoreOutcome
+from pacs_node.logs import redact
+from pacs_node.origin import is_derived_sop_class
 from pacs_node.scp.statuses import StoreStatus
 from pacs_node.selection import series_attributes
 from pacs_node.spool import Spool
@@ -25,13 +33,8 @@ from pacs_node.validation import validate_uid
 
 LOG = logging.getLogger(__name__)
 
-# Pixel data lengths can be checked only for uncompressed transfer syntaxes.
-_NATIVE_SYNTAXES = {
-    "1.2.840.10008.1.2",
-    "1.2.840.10008.1.2.1",
-    "1.2.840.10008.1.2.2",
-    "1.2.840.10008.1.2.1.99",
-}
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+"""(FFFE,E000) little endian: the first bytes of encapsulated pixel data (PS3.5 A.4)."""
 
 
 class RefusedError(Exception):
@@ -43,32 +46,48 @@ class RefusedError(Exception):
         self.reason = reason
 
 
-class AssociationStudies:
-    """Which studies each live association has sent to, for the release trigger."""
+class Associations:
+    """What each live association has done: the studies it sent source images to (for the
+    release trigger) and counts of its outcomes (for its closing log line)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._studies: defaultdict[int, set[str]] = defaultdict(set)
+        self._counts: defaultdict[int, Counter[str]] = defaultdict(Counter)
 
-    def add(self, association: object, study_uid: str) -> None:
-        """Remember that ``association`` sent an instance of ``study_uid``."""
+    def add_study(self, association: object, study_uid: str) -> None:
+        """Remember that ``association`` sent a source image of ``study_uid``."""
         with self._lock:
             self._studies[id(association)].add(study_uid)
 
-    def pop(self, association: object) -> set[str]:
-        """Forget an association, returning the studies it sent to."""
+    def count(self, association: object, outcome: str) -> None:
+        """Count one outcome (stored, derived, refused, ...) of ``association``."""
         with self._lock:
-            return self._studies.pop(id(association), set())
+            self._counts[id(association)][outcome] += 1
 
-
-def handle_echo(event: Event) -> int:
-    """C-ECHO: always success."""
-    return StoreStatus.SUCCESS
+    def pop(self, association: object) -> tuple[set[str], Counter[str]]:
+        """Forget an association, returning its studies and counts."""
+        with self._lock:
+            key = id(association)
+            return self._studies.pop(key, set()), self._counts.pop(key, Counter())
 
 
 def _peer(event: Event) -> tuple[str, str]:
     requestor = event.assoc.requestor
     return requestor.ae_title.strip(), f"{requestor.address}:{requestor.port}"
+
+
+def handle_echo(event: Event) -> int:
+    """C-ECHO: always success, logged."""
+    calling_ae, peer = _peer(event)
+    LOG.info("C-ECHO from %s at %s: success", calling_ae, peer)
+    return StoreStatus.SUCCESS
+
+
+def handle_accepted(event: Event) -> None:
+    """Association accepted: log who it is."""
+    calling_ae, peer = _peer(event)
+    LOG.info("association from %s at %s accepted", calling_ae, peer)
 
 
 def _decode(event: Event) -> Dataset:
@@ -81,7 +100,7 @@ def _decode(event: Event) -> Dataset:
             pass
     except Exception as exc:
         raise RefusedError(
-            StoreStatus.CANNOT_UNDERSTAND, f"data set cannot be decoded: {exc}"
+            StoreStatus.CANNOT_UNDERSTAND, f"data set cannot be decoded: {redact(str(exc))}"
         ) from exc
     return ds
 
@@ -101,6 +120,35 @@ def _expected_pixel_bytes(ds: Dataset) -> int | None:
         return None
 
 
+def _check_pixel_data(ds: Dataset) -> None:
+    """Pixel data must fit the transfer syntax: as long as the image needs when native,
+    encapsulated (undefined length, items with a basic offset table first) when compressed."""
+    if "PixelData" not in ds:
+        return
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    element = ds["PixelData"]
+    value = element.value or b""
+    if syntax.is_encapsulated:
+        if not element.is_undefined_length or not value.startswith(_ITEM_TAG):
+            raise RefusedError(
+                StoreStatus.CANNOT_UNDERSTAND,
+                f"pixel data is not encapsulated as {syntax.name} requires",
+            )
+        try:
+            parse_basic_offsets(value)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise RefusedError(
+                StoreStatus.CANNOT_UNDERSTAND, "encapsulated pixel data is malformed"
+            ) from exc
+        return
+    expected, actual = _expected_pixel_bytes(ds), len(value)
+    if expected is None or actual < expected:
+        raise RefusedError(
+            StoreStatus.CANNOT_UNDERSTAND,
+            f"pixel data truncated or undescribed ({actual} bytes, expected {expected})",
+        )
+
+
 def _check(ds: Dataset, event: Event) -> None:
     request = cast(C_STORE, event.request)
     try:
@@ -118,17 +166,12 @@ def _check(ds: Dataset, event: Event) -> None:
             StoreStatus.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
             "SOP Class UID in data set differs from the C-STORE request",
         )
-    if "PixelData" in ds and ds.file_meta.TransferSyntaxUID in _NATIVE_SYNTAXES:
-        expected = _expected_pixel_bytes(ds)
-        actual = len(ds.PixelData)
-        if expected is None or actual < expected:
-            raise RefusedError(
-                StoreStatus.CANNOT_UNDERSTAND,
-                f"pixel data truncated or undescribed ({actual} bytes, expected {expected})",
-            )
+    _check_pixel_data(ds)
 
 
-def _record_for(ds: Dataset, relative_path: str, size: int, calling_ae: str) -> InstanceRecord:
+def _describe(ds: Dataset, spool: Spool, calling_ae: str) -> InstanceRecord:
+    """The ledger record of a checked data set (its spool path, not yet written)."""
+
     def number(keyword: str) -> int | None:
         try:
             value = ds.get(keyword)
@@ -142,21 +185,50 @@ def _record_for(ds: Dataset, relative_path: str, size: int, calling_ae: str) -> 
         sop_instance_uid=ds.SOPInstanceUID,
         sop_class_uid=ds.SOPClassUID,
         transfer_syntax_uid=ds.file_meta.TransferSyntaxUID,
-        relative_path=relative_path,
-        size_bytes=size,
+        relative_path=spool.relative_path(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+        ),
+        size_bytes=0,
         instance_number=number("InstanceNumber"),
         series_number=number("SeriesNumber"),
         patient_id=str(ds.get("PatientID", "") or "") or None,
         accession_number=str(ds.get("AccessionNumber", "") or "") or None,
         calling_ae=calling_ae,
         series_attributes=series_attributes(ds),
+        origin=(
+            InstanceOrigin.DERIVED
+            if is_derived_sop_class(ds.SOPClassUID)
+            else InstanceOrigin.SOURCE
+        ),
     )
 
 
+def _understood(event: Event, spool: Spool, calling_ae: str) -> InstanceRecord:
+    """Decode and check the request's data set, and describe it for the ledger.
+
+    Raises:
+        RefusedError: with the status to answer, for anything the node cannot take.
+    """
+    try:
+        ds = _decode(event)
+        _check(ds, event)
+        return _describe(ds, spool, calling_ae)
+    except RefusedError:
+        raise
+    except Exception as exc:  # a value pydicom parsed but that makes no sense (empty, wrong VR)
+        raise RefusedError(
+            StoreStatus.CANNOT_UNDERSTAND, f"data set has unusable values ({type(exc).__name__})"
+        ) from exc
+
+
 def handle_store(
-    event: Event, spool: Spool, ledger: InstanceLedger, studies: AssociationStudies
+    event: Event,
+    spool: Spool,
+    store: InstanceStore,
+    ledger: InstanceLedger,
+    associations: Associations,
 ) -> int:
-    """C-STORE: validate, write atomically, record, then answer success."""
+    """C-STORE: validate, store durably (:class:`InstanceStore`), then answer success."""
     calling_ae, peer = _peer(event)
     sent_uid = str(getattr(event.request, "AffectedSOPInstanceUID", None) or "")
     try:
@@ -164,31 +236,23 @@ def handle_store(
             spool.check_space()
         except SpoolFullError as exc:
             raise RefusedError(StoreStatus.OUT_OF_RESOURCES, str(exc)) from exc
-        ds = _decode(event)
-        _check(ds, event)
-        data = event.encoded_dataset(include_meta=True)
+        record = _understood(event, spool, calling_ae)
         try:
-            stored = spool.write_instance(
-                ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, data
-            )
+            stored = store.store(record, event.encoded_dataset(include_meta=True))
         except SpoolFullError as exc:
             raise RefusedError(StoreStatus.OUT_OF_RESOURCES, str(exc)) from exc
-        except OSError as exc:
-            raise RefusedError(StoreStatus.OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
-        try:
-            ledger.record_instance(
-                _record_for(ds, stored.relative_path, stored.size_bytes, calling_ae)
-            )
         except ConflictingInstanceError as exc:
-            # The path is derived from the refused (study, series) pair, so it is ours alone.
-            spool.discard(stored.relative_path)
             raise RefusedError(StoreStatus.DUPLICATE_SOP_INSTANCE, str(exc)) from exc
-        studies.add(event.assoc, ds.StudyInstanceUID)
-        return StoreStatus.SUCCESS
+        except OSError as exc:
+            raise RefusedError(
+                StoreStatus.OUT_OF_RESOURCES, f"spool write failed: {exc.strerror}"
+            ) from exc
     except RefusedError as refusal:
+        associations.count(event.assoc, "refused")
         return _refuse(ledger, refusal.status, refusal.reason, calling_ae, peer, sent_uid)
     except Exception as exc:  # the database or something unforeseen: never crash the node
         LOG.exception("C-STORE processing failed")
+        associations.count(event.assoc, "refused")
         return _refuse(
             ledger,
             StoreStatus.PROCESSING_FAILURE,
@@ -197,6 +261,41 @@ def handle_store(
             peer,
             sent_uid,
         )
+    if stored.outcome is StoreOutcome.DIFFERENT_COPY_IGNORED:
+        LOG.warning(
+            "kept the first copy of an instance: a different copy from %s at %s was not stored",
+            calling_ae,
+            peer,
+        )
+    if stored.origin is InstanceOrigin.SOURCE:
+        associations.add_study(event.assoc, record.study_instance_uid)
+    associations.count(event.assoc, _tally_key(stored.outcome, stored.origin))
+    return StoreStatus.SUCCESS
+
+
+def _tally_key(outcome: StoreOutcome, origin: InstanceOrigin) -> str:
+    if outcome is not StoreOutcome.STORED:
+        return outcome.value
+    return {
+        InstanceOrigin.SOURCE: "stored",
+        InstanceOrigin.DERIVED: "derived",
+        InstanceOrigin.OWN_RESULT: "own_result",
+    }[origin]
+
+
+_TALLY_WORDS = {
+    "stored": "source images stored",
+    "derived": "derived objects stored (no analysis)",
+    "own_result": "own results sent back, stored (no analysis)",
+    StoreOutcome.REPEATED.value: "repeats",
+    StoreOutcome.DIFFERENT_COPY_IGNORED.value: "different copies not stored",
+    "refused": "refused",
+}
+
+
+def _summary(counts: Counter[str]) -> str:
+    parts = [f"{counts[key]} {words}" for key, words in _TALLY_WORDS.items() if counts[key]]
+    return ", ".join(parts) or "nothing stored"
 
 
 def _refuse(
@@ -217,29 +316,48 @@ def _refuse(
         )
     except Exception:
         LOG.exception("could not record a refused instance")
-    LOG.warning("refused instance from %s: %s (0x%04X)", calling_ae, reason, status)
+    LOG.warning("refused instance from %s at %s: %s (0x%04X)", calling_ae, peer, reason, status)
     return status
 
 
-def handle_released(event: Event, ledger: InstanceLedger, studies: AssociationStudies) -> None:
-    """A-RELEASE: note the release on the studies it sent (the early completion trigger)."""
-    sent = studies.pop(event.assoc)
+def handle_released(event: Event, ledger: InstanceLedger, associations: Associations) -> None:
+    """A-RELEASE: log what the association did; note the release on the studies it sent
+    source images to (the early completion trigger)."""
+    sent, counts = associations.pop(event.assoc)
+    calling_ae, peer = _peer(event)
+    LOG.info("association from %s at %s released: %s", calling_ae, peer, _summary(counts))
     try:
         ledger.mark_released(sent)
     except Exception:
         LOG.exception("could not record association release")
 
 
-def handle_closed(event: Event, studies: AssociationStudies) -> None:
-    """Aborted or closed without release: forget it (the quiet period will apply)."""
-    studies.pop(event.assoc)
+def handle_aborted(event: Event, associations: Associations) -> None:
+    """Aborted without release: log it and forget it (the quiet period will apply)."""
+    _, counts = associations.pop(event.assoc)
+    calling_ae, peer = _peer(event)
+    LOG.info("association from %s at %s aborted: %s", calling_ae, peer, _summary(counts))
+
+
+def _rejection_reason(event: Event) -> str:
+    """Why pynetdicom's acceptor rejected the association (the checks of its ACSE)."""
+    ae, request = event.assoc.ae, event.assoc.requestor.primitive
+    if request is None:
+        return "no association request"
+    calling, called = str(request.calling_ae_title).strip(), str(request.called_ae_title).strip()
+    if ae.require_calling_aet and calling not in [a.strip() for a in ae.require_calling_aet]:
+        return f"calling AE {calling} is not allowed"
+    if ae.require_called_aet and called != event.assoc.acceptor.ae_title.strip():
+        return f"called AE {called} is not this node's AE title"
+    return "too many associations at once"
 
 
 def handle_rejected(event: Event, ledger: InstanceLedger) -> None:
-    """Association rejected (unknown calling AE, limit reached): log it and keep a row."""
+    """Association rejected (calling AE not allowed, called AE not ours, limit reached): log it
+    and keep a row."""
     calling_ae, peer = _peer(event)
-    reason = f"association rejected for calling AE {calling_ae!r}"
-    LOG.warning("%s from %s", reason, peer)
+    reason = f"association rejected: {_rejection_reason(event)}"
+    LOG.warning("%s (from %s at %s)", reason, calling_ae, peer)
     try:
         ledger.record_rejection(
             status=0,

@@ -12,9 +12,11 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from pacs_node.config import Settings
 from pacs_node.db.ledger import InstanceLedger
+from pacs_node.instance_store import InstanceStore
 from pacs_node.scp.handlers import (
-    AssociationStudies,
-    handle_closed,
+    Associations,
+    handle_aborted,
+    handle_accepted,
     handle_echo,
     handle_rejected,
     handle_released,
@@ -41,6 +43,7 @@ def build_ae(settings: Settings) -> NodeAE:
     ae.dimse_timeout = settings.dimse_timeout
     if not settings.accepts_any_ae:
         ae.require_calling_aet = list(settings.allowed_aes)
+    ae.require_called_aet = settings.check_called_ae
     return ae
 
 
@@ -87,12 +90,14 @@ def start_scp(settings: Settings, spool: Spool, ledger: InstanceLedger) -> Runni
         OSError: if the address cannot be bound (port in use) or TLS files are unreadable.
     """
     ae = build_ae(settings)
-    studies = AssociationStudies()
+    associations = Associations()
+    store = InstanceStore(spool, ledger)
     handlers: list[Any] = [
+        (evt.EVT_ACCEPTED, handle_accepted),
         (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_C_STORE, handle_store, [spool, ledger, studies]),
-        (evt.EVT_RELEASED, handle_released, [ledger, studies]),
-        (evt.EVT_ABORTED, handle_closed, [studies]),
+        (evt.EVT_C_STORE, handle_store, [spool, store, ledger, associations]),
+        (evt.EVT_RELEASED, handle_released, [ledger, associations]),
+        (evt.EVT_ABORTED, handle_aborted, [associations]),
         (evt.EVT_REJECTED, handle_rejected, [ledger]),
     ]
     server = ae.make_server(

@@ -2,8 +2,10 @@
 
 pynetdicom reads PDUs 4 KiB at a time into a growing bytearray and polls idle sockets every
 millisecond. On a 512x512 MR instance that is ~130 ``recv`` calls and re-allocations, and a
-connection that never speaks costs a thousand wake-ups a second. These subclasses keep
-pynetdicom's state machine and change only how bytes are read and waited for.
+connection that never speaks costs a thousand wake-ups a second. A connection that closes
+before asking to associate (a load balancer's health probe) kept its thread and its
+association slot until the ACSE timeout. These subclasses keep pynetdicom's state machine
+and change only how bytes are read and waited for, and what a connection costs until it asks.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import socket
 import ssl
 from typing import Any
 
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import (
     AssociationSocket,
     RequestHandler,
@@ -27,8 +31,9 @@ SILENT_PEER_WAIT_SECONDS = 0.1
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 READ_BLOCK_BYTES = 1024 * 1024
 _WAITING_FOR_REQUEST = "Sta2"
-# States that hold no association: no request yet, or waiting for the transport to close.
-_NOT_COUNTED = frozenset({_WAITING_FOR_REQUEST, "Sta13"})
+# States that hold no association: idle (not yet connected, or closed), no request yet, or
+# waiting for the transport to close.
+_NOT_COUNTED = frozenset({"Sta1", _WAITING_FOR_REQUEST, "Sta13"})
 
 
 def tune_socket(sock: socket.socket, timeout: float | None) -> None:
@@ -85,6 +90,21 @@ class BulkAssociationSocket(AssociationSocket):
         return bool(ready)
 
 
+def _end_wait_for_request(event: Event) -> None:
+    """Wake an acceptor that still waits for its A-ASSOCIATE-RQ when its connection closes.
+
+    ``Association.run_reactor`` waits up to the ACSE timeout in ``dul.receive_pdu`` for the
+    request. A peer that closes first (Sta2 + Evt17: AA-5), or after a garbage PDU (Sta2 +
+    Evt19: AA-1, then Sta13 + Evt17: AR-5), sends the FSM back to Sta1 with no primitive for
+    the user, so the thread would live out the timeout (the ARTIM timer closing a silent
+    peer, Sta2 + Evt18: AA-2, ends here too). While the requestor primitive is unset the
+    thread has not taken a request; ``None`` is what ``receive_pdu`` returns on timeout, so
+    the acceptor stops its DUL and closes the socket now.
+    """
+    if event.assoc.requestor.primitive is None:
+        event.assoc.dul.to_user_queue.put(None)  # type: ignore[arg-type]
+
+
 class BulkRequestHandler(RequestHandler):
     """Creates acceptor associations on a BulkAssociationSocket."""
 
@@ -94,15 +114,38 @@ class BulkRequestHandler(RequestHandler):
         # Re-class the wrapper the parent made: a second wrapper would queue a second
         # "connection open" event. The subclass adds behaviour only, no state.
         assoc.dul.socket.__class__ = BulkAssociationSocket
+        assoc.bind(evt.EVT_CONN_CLOSE, _end_wait_for_request)
         return assoc
 
 
-class NodeAssociationServer(ThreadedAssociationServer):
-    """Threaded server whose TLS handshake runs in the connection's thread, not the accept loop.
+class SharedContexts(list[PresentationContext]):
+    """Supported contexts that acceptors share instead of deep-copying per connection.
 
-    The stock server completes the handshake inside ``accept``: one silent TLS client would
-    then stall every other connection until it timed out.
+    ``RequestHandler._create_association`` deep-copies the server's contexts for every
+    connection, before the peer has sent a byte: all storage classes in every transfer syntax
+    cost ~60 ms of CPU under the GIL, so 200 probes queue 12 s of work ahead of a real sender.
+    Negotiation only reads them (``presentation.negotiate_as_acceptor``), and nothing here
+    edits an acceptor's contexts.
     """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedContexts:
+        return self
+
+
+class NodeAssociationServer(ThreadedAssociationServer):
+    """Threaded server for bursts: a deep backlog, cheap connections, TLS off the accept loop.
+
+    The stock server completes the TLS handshake inside ``accept``: one silent TLS client
+    would then stall every other connection until it timed out.
+    """
+
+    # socketserver listens with a backlog of 5: a burst of connections overflows it and the
+    # kernel drops SYNs, which clients retry only after 1, 3, 7... seconds.
+    request_queue_size = socket.SOMAXCONN
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.contexts = SharedContexts(self.contexts)
 
     def get_request(self) -> tuple[Any, Any]:
         """Accept a connection; wrap it for TLS without handshaking yet."""
@@ -119,9 +162,10 @@ class NodeAssociationServer(ThreadedAssociationServer):
 class NodeAE(AE):
     """An AE whose association limit counts only live associations.
 
-    Connections that never send an A-ASSOCIATE-RQ (load-balancer probes, port scanners), and
-    aborted ones waiting for their transport to close, cannot use up the limit and lock out a
-    real sender; the ARTIM timer closes them.
+    Connections that never send an A-ASSOCIATE-RQ (load-balancer probes, port scanners),
+    aborted ones waiting for their transport to close, and closed ones whose thread is still
+    ending (back in Sta1), cannot use up the limit and lock out a real sender; the ARTIM timer
+    closes those that stay open.
     """
 
     @property

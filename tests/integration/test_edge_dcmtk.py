@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ def dcmtk(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, env=DCMTK_ENV, capture_output=True, text=True, timeout=60)
 
 
-def wait_for(query: str, url: str, expected: object, timeout: float = 30) -> object:
+def wait_for(query: str, url: str, expected: object, timeout: float = 120) -> object:
     engine = create_engine(url)
     deadline = time.monotonic() + timeout
     value: object = None
@@ -78,7 +79,7 @@ def test_echo_store_split_study_and_broker_handoff(
             [("queued", 1, "quiet_period")],
         )
         # Only after the job row committed did the broker get its message.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while queue.llen("gpu") == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert queue.llen("gpu") >= 1
@@ -88,13 +89,20 @@ def test_echo_store_split_study_and_broker_handoff(
         roles = sorted(r for (r,) in conn.execute(text("SELECT role FROM series")))
         assert roles == ["AX_T2", "SAG_T1", "SAG_T2"]
         rejected = conn.execute(text("SELECT calling_ae, reason FROM receive_errors")).all()
-        assert rejected == [("INTRUDER", "association rejected for calling AE 'INTRUDER'")]
+        reason = "association rejected: calling AE INTRUDER is not allowed"
+        assert rejected == [("INTRUDER", reason)]
     engine.dispose()
     stored = sorted(p.name for p in (tmp_path / "spool").rglob("*.dcm"))
     assert stored == sorted(p.name for p in files)
-    # The node's log names the refusal but no patient data.
+    # The node's log names each association, echo and refusal, but no patient data.
     log = node.log.read_text()
     assert "INTRUDER" in log and spec.patient_id not in log and spec.study_uid not in log
+    peer = r"at 127\.0\.0\.1:\d+"
+    assert re.search(rf"INFO pacs_node\.scp\.handlers: C-ECHO from PACS {peer}: success", log)
+    assert re.search(rf"association from MODALITY {peer} accepted", log)
+    stored = rf"association from MODALITY {peer} released: {len(first)} source images stored"
+    assert re.search(stored, log)
+    assert re.search(rf"WARNING .*calling AE INTRUDER is not allowed \(from INTRUDER {peer}\)", log)
 
 
 def test_released_association_with_sagittal_t2_completes_early(tmp_path: Path) -> None:
@@ -107,5 +115,5 @@ def test_released_association_with_sagittal_t2_completes_early(tmp_path: Path) -
             "SELECT trigger FROM jobs",
             f"sqlite:///{tmp_path}/node.db",
             [("released_with_protocol",)],
-            timeout=15,
+            timeout=60,
         )

@@ -94,6 +94,30 @@ def test_unreadable_checkpoint(env: dict[str, str], tmp_path: Path, name: str, r
     assert line.startswith(f"pacs-node: error: cannot read the model checkpoint {path}: {reason}")
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        ("port", "abc", "'abc' is not an integer"),
+        ("device", "gpu", "'gpu' is not auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_malformed_setting_is_named(
+    env: dict[str, str], setting: str, value: str, problem: str
+) -> None:
+    line = _fails(["serve"], env, **{setting: value})
+    assert line == f"pacs-node: error: PACS_NODE_{setting.upper()}: {problem}"
+
+
+def test_cuda_without_a_gpu(env: dict[str, str]) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this host has a CUDA device")
+    line = _fails(["serve"], env, device="cuda")
+    assert line == (
+        "pacs-node: error: PACS_NODE_DEVICE: cuda is not available on this host (no CUDA device)"
+    )
+
+
 def test_dicom_port_in_use(env: dict[str, str], taken_port: int) -> None:
     line = _fails(["serve"], env, port=str(taken_port))
     assert line == (

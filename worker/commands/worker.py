@@ -10,6 +10,7 @@ job-control limits from ``PACS_NODE_LEASE_SECONDS`` and friends (see
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -17,10 +18,13 @@ from pathlib import Path
 
 from pacs_node.config import load_settings
 from pacs_node.db.leases import JobPolicy
-from pacs_node.errors import ConfigError
+from pacs_node.errors import NodeError
 from pacs_node.logs import configure_logging
 from pacs_node.queue import GPU_QUEUE, IO_QUEUE
 from worker.celery_app import create_app
+from worker.tasks import check_device
+
+LOG = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +42,8 @@ def main(argv: list[str]) -> int:
     """Run the worker until it is stopped; returns the exit status.
 
     Raises:
-        Nothing: configuration errors are reported and give status 2.
+        Nothing: configuration errors and, for the gpu queue, a device this host lacks are
+            reported and give status 2.
     """
     args = _parser().parse_args(argv)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
@@ -52,12 +57,16 @@ def main(argv: list[str]) -> int:
         settings = load_settings(args.config)
         if args.device:
             settings = settings.replace(device=args.device)
+        if GPU_QUEUE in queues:
+            check_device(settings.device, "--device" if args.device else "PACS_NODE_DEVICE")
         policy = JobPolicy.from_settings(settings)
         app = create_app(settings, policy, warm_model=GPU_QUEUE in queues)
-    except (ConfigError, ValueError) as exc:
+    except (NodeError, ValueError) as exc:
         print(f"pacs-node worker: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    for warning in settings.doubts():
+        LOG.warning("%s", warning)
     name = args.name or f"{'-'.join(queues)}@{socket.gethostname()}:{os.getpid()}"
     app.worker_main(
         [

@@ -39,14 +39,6 @@ class RecordingQueue:
         self.delivery_woken.append((job_id, self._committed_state(job_id)))
 
 
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a fresh database, SQLite and PostgreSQL."""
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
 @dataclass
 class Node:
     """An admin app on a fresh PostgreSQL database, with a viewer and an admin token."""

@@ -44,6 +44,7 @@ def test_every_data_route_needs_a_valid_token_and_admin_routes_need_admin(node: 
         "/api/studies/force-complete",
         "/api/stats",
         "/api/audit",
+        "/api/node",
         "/metrics",
     }
     with node.sessions.begin() as session:
@@ -281,3 +282,11 @@ def test_api_server_serves_and_reports_a_taken_port(node: Node) -> None:
     finally:
         first.stop()
     assert not first.thread.is_alive()
+
+
+def test_node_identity_is_shown_and_stays_the_same(node: Node) -> None:
+    first = node.client.get("/api/node", headers=node.headers()).json()
+    assert re.fullmatch(r"[0-9a-f]{32}", first["node_id"])
+    assert first["ae_title"] == "LUMBAR_NODE" and first["software_version"]
+    assert first["uid_root"] == "1.2.826.0.1.3680043.8.498."
+    assert node.client.get("/api/node", headers=node.headers()).json() == first

@@ -44,7 +44,8 @@ def test_database_counts_are_read_at_each_scrape(sessions: sessionmaker[Session]
     assert values[("pacs_node_queue_depth", (("queue", "deliveries_pending"),))] == 2
     assert values[("pacs_node_deliveries", (("channel", "hl7"), ("state", "dead")))] == 1
     assert values[("pacs_node_studies_completed_total", ())] == 2
-    assert values[("pacs_node_instances_received_total", ())] == 0
+    assert values[("pacs_node_instances_received_total", (("origin", "source"),))] == 0
+    assert values[("pacs_node_instance_copies_ignored_total", ())] == 0
     retrying = ("pacs_node_deliveries_retrying", (("channel", "hl7"),))
     assert values[retrying] == 1
     assert ("pacs_node_deliveries_retrying", (("channel", "dicom"),)) not in values  # 0 attempts

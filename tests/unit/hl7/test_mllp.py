@@ -136,7 +136,7 @@ def test_demo_receiver_command_prints_what_it_receives() -> None:
     try:
         assert process.stdout is not None
         assert "MLLP receiver on" in process.stdout.readline()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         outcome = send_message("127.0.0.1", port, MESSAGE)
         while not outcome.accepted and time.monotonic() < deadline:
             outcome = send_message("127.0.0.1", port, MESSAGE)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,77 @@ def test_switches_accept_toml_booleans(tmp_path: Path) -> None:
     ],
 )
 def test_bad_values_give_a_clear_error(environ: dict[str, str]) -> None:
-    with pytest.raises(ConfigError):
+    (variable,) = environ
+    with pytest.raises(ConfigError, match=rf"^{variable}: "):
         load_settings(environ=environ)
+
+
+NUMERIC_SETTINGS = [f.name for f in dataclasses.fields(Settings) if f.type in ("int", "float")]
+
+
+def test_a_malformed_environment_value_names_its_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^PACS_NODE_PORT: 'abc' is not an integer$"):
+        load_settings(environ={"PACS_NODE_PORT": "abc"})
+
+
+def test_a_malformed_toml_value_names_its_key_and_file(tmp_path: Path) -> None:
+    toml = tmp_path / "node.toml"
+    toml.write_text('port = "abc"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(toml, environ={})
+    assert str(raised.value) == f"port in {toml}: 'abc' is not an integer"
+
+
+def test_a_range_check_names_the_variable_it_came_from(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^PACS_NODE_QUIET_SECONDS: must be positive, not -1$"):
+        load_settings(environ={"PACS_NODE_QUIET_SECONDS": "-1"})
+    toml = tmp_path / "node.toml"
+    toml.write_text("tls_ca = '/ca.pem'\n")
+    with pytest.raises(ConfigError, match=r"^tls_ca in .*node\.toml: needs tls_cert and tls_key$"):
+        load_settings(toml, environ={})
+    with pytest.raises(ConfigError, match=r"^max_attempts: must be at least 1, not 0$"):
+        load_settings(environ={}, max_attempts=0)
+
+
+def test_settings_built_directly_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"^quiet_seconds: must be positive, not -1$"):
+        Settings(quiet_seconds=-1)
+    with pytest.raises(ConfigError, match=r"^hl7_processing_id: "):
+        Settings().replace(hl7_processing_id="Q")
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_device_syntax_is_accepted(device: str) -> None:
+    assert load_settings(environ={"PACS_NODE_DEVICE": device}).device == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:-1", "CUDA", "mps"])
+def test_an_unknown_device_names_its_variable(device: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^PACS_NODE_DEVICE: .* is not auto, cpu, cuda or cuda:N$"
+    ):
+        load_settings(environ={"PACS_NODE_DEVICE": device})
+
+
+@pytest.mark.parametrize("level", ["debug", "Warning", "CRITICAL"])
+def test_log_levels_are_accepted_in_any_case(level: str) -> None:
+    assert load_settings(environ={"PACS_NODE_LOG_LEVEL": level}).log_level == level
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"), [("LOG_LEVEL", "VERBOSE"), ("HOST", " "), ("API_HOST", "")]
+)
+def test_bad_text_settings_name_their_variable(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^PACS_NODE_{name}: "):
+        load_settings(environ={f"PACS_NODE_{name}": raw})
+
+
+@pytest.mark.parametrize("raw", ["ten", "nan", "-1"])
+@pytest.mark.parametrize("name", NUMERIC_SETTINGS)
+def test_every_numeric_setting_refuses_a_bad_value_by_name(name: str, raw: str) -> None:
+    variable = f"PACS_NODE_{name.upper()}"
+    with pytest.raises(ConfigError, match=rf"^{variable}: .*{raw}"):
+        load_settings(environ={variable: raw})
 
 
 def test_unknown_toml_key_is_an_error(tmp_path: Path) -> None:
@@ -105,3 +175,16 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     text = README.read_text()
     missing = [n for n in SETTING_NAMES if f"PACS_NODE_{n.upper()}" not in text]
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_doubtful_production_settings_are_named() -> None:
+    production = Settings(
+        database_url="postgresql+psycopg2://node@db/pacs",
+        destinations=(Destination("PACS", "pacs", 104),),
+    )
+    (doubt,) = production.doubts()
+    assert "PACS_NODE_UID_ROOT" in doubt
+    assert production.replace(uid_root="1.2.3.").doubts() == []
+    (nowhere,) = Settings().doubts()
+    assert "PACS_NODE_DESTINATIONS" in nowhere and "PACS_NODE_HL7_ENDPOINT" in nowhere
+    assert Settings(hl7_endpoint=HostPort("ris", 2575)).doubts() == []

@@ -73,6 +73,7 @@ class FakePredictor:
     error: Exception | None = None
     calls: list[Mapping[str, Any]] = field(default_factory=list)
     during: Callable[[], None] | None = None
+    checkpoint_sha256: str = "0" * 64
 
     def predict(self, volumes: Mapping[str, Any]) -> FakePrediction:
         self.calls.append(volumes)
@@ -92,6 +93,7 @@ class FakePredictor:
             level_probabilities={"L4/L5": {"disc_bulge": 0.8, "disc_protrusion": 0.1}},
             level_calls={"L4/L5": {k: k == keys[0] for k in keys}},
             measurements={"L4/L5": {"disc_height_mm": 4.0, "unknown_key": 1.0}},
+            checkpoint_sha256=self.checkpoint_sha256,
         )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,7 +19,6 @@ from pacs_node.db.leases import (
     finish_running,
     renew_lease,
 )
-from pacs_node.db.session import make_engine, make_session_factory
 from pacs_node.db.tables import Delivery, Job, Result, Study
 from pacs_node.domain import JobState, StudyStatus
 from pacs_node.errors import ConfigError
@@ -28,13 +26,6 @@ from pacs_node.reconciler import Reconciler
 from tests.unit.worker.conftest import RecordingQueue
 
 POLICY = JobPolicy(lease_seconds=10, max_attempts=2, requeue_after_seconds=5)
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def new_job(sessions: sessionmaker[Session], state: JobState = JobState.QUEUED) -> int:

@@ -59,6 +59,12 @@ def test_rerun_gives_byte_identical_results(phantom_study: WrittenStudy) -> None
     other_job = ResultContext(job_key="job-8", created=CONTEXT.created, software_version="test")
     third = analyse_study(series_files(phantom_study), FakePredictor(), other_job)
     assert first.results[0].sop_instance_uid != third.results[0].sop_instance_uid
+    other_weights = FakePredictor(checkpoint_sha256="1" * 64)
+    fourth = analyse_study(series_files(phantom_study), other_weights, CONTEXT)
+    assert {r.sop_instance_uid for r in first.results}.isdisjoint(
+        r.sop_instance_uid for r in fourth.results if r.sop_instance_uid
+    )
+    assert first.results[-1].control_id != fourth.results[-1].control_id
 
 
 def test_study_without_sag_t2_or_crashing_model_raises(phantom_study: WrittenStudy) -> None:

@@ -13,30 +13,26 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.config import Destination, HostPort, Settings
+from pacs_node.db import migrate
 from pacs_node.db.admin_actions import replay_deliveries
 from pacs_node.db.jobs import create_job
 from pacs_node.db.leases import JobPolicy
+from pacs_node.db.node_identity import read_node_identity
 from pacs_node.db.session import make_engine, make_session_factory
 from pacs_node.db.tables import Delivery, Instance, Job, JobEvent, Result, Series, Study
 from pacs_node.domain import JobState, StudyStatus
 from pacs_node.hl7.receiver import MllpReceiver
 from pacs_node.phantom import WrittenStudy
+from pacs_node.results.identity import job_result_key
 from pacs_node.results.inputs import ResultContext
 from pacs_node.results.sr import sr_uids
 from pacs_node.spool import Spool
 from tests.unit.dispatch.conftest import StoreSCP, store_scp  # noqa: F401  (fixture)
 from tests.unit.worker.conftest import FakePredictor, RecordingQueue, assert_not_analysed_sr
-from worker.runner import JobRunner
+from worker.runner import NOTHING_SENT, JobRunner
 
 POLICY = JobPolicy(max_attempts=2, delivery_max_attempts=2, delivery_backoff_seconds=0.001)
 SKIP_REASON = "no usable series: missing SAG_T2"
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture
@@ -285,7 +281,11 @@ def test_skipped_study_sends_its_not_analysed_sr_once_and_ends_skipped(
         ).all()
     # The SR's identity is derived from the job; by default the RIS gets no ORU for a study not
     # analysed.
-    context = ResultContext(job_key=f"job-{job_id}", created=datetime.now(UTC), software_version="")
+    with sessions() as session:
+        key = job_result_key(
+            read_node_identity(session).node_id, phantom_study.study_instance_uid, 1
+        )
+    context = ResultContext(job_key=key, created=datetime.now(UTC), software_version="")
     assert (result.kind, result.series_instance_uid, result.sop_instance_uid) == (
         "sr",
         *sr_uids(context),
@@ -362,3 +362,54 @@ def test_skipped_study_whose_pacs_refuses_is_retried_then_dead_lettered(
     with sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None and (job.reason, job.retryable) == (SKIP_REASON, False)
+
+
+def test_job_without_destinations_ends_done_saying_nothing_was_sent(
+    sessions: sessionmaker[Session], tmp_path: Path, phantom_study: WrittenStudy
+) -> None:
+    runner, _ = make_runner(sessions, tmp_path, 0, 0, FakePredictor())
+    runner.settings = runner.settings.replace(destinations=(), hl7_endpoint=None)
+    job_id = received_study(sessions, runner.spool, phantom_study)
+    assert runner.analyse(job_id)
+    assert runner.deliver(job_id) is JobState.DONE
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.reason == NOTHING_SENT
+        assert session.query(Delivery).count() == 0
+        messages = session.scalars(
+            select(JobEvent.message).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).all()
+    assert messages[-2:] == [
+        "deliver: no DICOM destination configured, nothing sent",
+        "notify: no HL7 endpoint configured, no ORU sent",
+    ]
+
+
+def test_result_identities_differ_between_databases(
+    tmp_path: Path, phantom_study: WrittenStudy
+) -> None:
+    """Two installations (fresh databases) analysing the same study share no SOP Instance UID,
+    Series Instance UID or MSH-10 (job ids are both 1: identities no longer derive from them)."""
+
+    def identities(name: str) -> set[str]:
+        url = f"sqlite:///{tmp_path / name}.db"
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        sessions = make_session_factory(engine)
+        runner, _ = make_runner(sessions, tmp_path / name, 0, 0, FakePredictor())
+        job_id = received_study(sessions, runner.spool, phantom_study)
+        assert job_id == 1 and runner.analyse(job_id)
+        with sessions() as session:
+            rows = session.scalars(select(Result)).all()
+        engine.dispose()
+        assert len(rows) == 3
+        return {
+            uid
+            for r in rows
+            for uid in (r.sop_instance_uid, r.series_instance_uid, r.control_id)
+            if uid is not None
+        }
+
+    first, second = identities("a"), identities("b")
+    assert len(first) == len(second) == 5
+    assert not first & second

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +9,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacs_node.assembly import StudyAssembler
 from pacs_node.db.jobs import transition
 from pacs_node.db.ledger import InstanceLedger, InstanceRecord, RecordOutcome
-from pacs_node.db.session import make_engine, make_session_factory
 from pacs_node.db.tables import Instance, Job, JobEvent, ReceiveError, Series, Study
 from pacs_node.domain import CompletionTrigger, JobState, StudyStatus
 from pacs_node.errors import ConflictingInstanceError, StudyIncompleteError
@@ -34,13 +32,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def records(spec: StudySpec) -> list[InstanceRecord]:

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 from sqlalchemy import inspect, text
 
+from pacs_node.cli import main
 from pacs_node.db import migrate
-from pacs_node.db.session import make_engine
+from pacs_node.db.node_identity import read_node_identity
+from pacs_node.db.session import make_engine, make_session_factory
 
 
 def test_migrations_match_the_tables(database_url: str) -> None:
@@ -46,3 +50,36 @@ def test_jobs_skipped_before_the_skip_reason_column_keep_their_reason(tmp_path: 
         rows = conn.execute(text("SELECT id, skip_reason FROM jobs ORDER BY id")).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [(1, "modality CT is not MR"), (2, None)]
+
+
+def test_each_database_gets_its_own_node_identity_once(tmp_path: Path) -> None:
+    """Created by the first upgrade and kept by later ones: two databases never share one."""
+
+    def identity(url: str) -> str:
+        engine = make_engine(url)
+        with make_session_factory(engine)() as session:
+            node_id = read_node_identity(session).node_id
+        engine.dispose()
+        return node_id
+
+    first, second = (f"sqlite:///{tmp_path / name}.db" for name in ("a", "b"))
+    migrate.upgrade(first, "0002")  # a database from before the identity existed
+    migrate.upgrade(first)
+    migrate.upgrade(second)
+    kept = identity(first)
+    migrate.upgrade(first)
+    assert identity(first) == kept != identity(second)
+    assert migrate.current_revision(first) == migrate.current_revision(second) == "0003"
+
+
+def test_db_commands_print_the_schema_revision_and_node_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACS_NODE_DATABASE_URL", f"sqlite:///{tmp_path / 'node.db'}")
+    assert main(["db", "upgrade"]) == 0
+    upgraded = capsys.readouterr().out
+    assert main(["db", "check"]) == 0
+    checked = capsys.readouterr().out
+    node_id = re.search(r"node identity ([0-9a-f]{32})", upgraded)
+    assert node_id is not None and node_id.group(1) in checked
+    assert "revision 0003" in upgraded and "revision 0003" in checked

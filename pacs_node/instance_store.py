@@ -1,0 +1,123 @@
+"""Storing one received instance: the file in the spool and its row in the ledger, durably,
+before the sender hears success.
+
+The policy for a SOP Instance UID the node already holds is *keep the first*: the same content
+again is a repeat (counted, not rewritten); other content under a held UID is not stored and is
+counted on the held instance (``different_copies``), as PACS do by default. A UID held in another
+study or series is a conflict. Derived objects that turn out to be the node's own results are
+filed as such; neither they nor other derived objects open a study
+(:mod:`pacs_node.origin`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from enum import StrEnum
+
+from pacs_node.db.ledger import HeldCopy, InstanceLedger, InstanceRecord
+from pacs_node.domain import InstanceOrigin
+from pacs_node.errors import ConflictingInstanceError
+from pacs_node.spool import Spool
+
+LOCK_STRIPES = 64
+
+
+class StoreOutcome(StrEnum):
+    """What storing an instance did."""
+
+    STORED = "stored"
+    """A new instance: written and recorded."""
+    REPEATED = "repeated"
+    """The same content under a held UID: counted, the held copy kept."""
+    DIFFERENT_COPY_IGNORED = "different_copy_ignored"
+    """Other content under a held UID: the first copy kept, this one counted and dropped."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """The outcome of storing one instance and what the instance is to the node."""
+
+    outcome: StoreOutcome
+    origin: InstanceOrigin
+
+
+class InstanceStore:
+    """Writes and records received instances; one per SCP (or other receiving endpoint)."""
+
+    def __init__(self, spool: Spool, ledger: InstanceLedger) -> None:
+        self._spool = spool
+        self._ledger = ledger
+        # One lock per stripe of SOP Instance UIDs: the check, write and record of one UID
+        # happen together, so two copies arriving at once cannot overwrite each other.
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+
+    def store(self, record: InstanceRecord, data: bytes) -> Stored:
+        """Store ``data`` (the encoded instance) described by ``record``.
+
+        ``record.relative_path`` must be the spool's path for its UIDs; its size and SHA-256 are
+        taken from ``data``.
+
+        Raises:
+            ConflictingInstanceError: if the UID is held in another study or series.
+            SpoolFullError: if the spool is below its free-space watermark.
+            OSError: if the file cannot be written.
+            sqlalchemy.exc.SQLAlchemyError: if the database fails.
+        """
+        record = dataclasses.replace(
+            record, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+        )
+        if record.origin is InstanceOrigin.DERIVED and self._ledger.is_own_result(
+            record.sop_instance_uid
+        ):
+            record = dataclasses.replace(record, origin=InstanceOrigin.OWN_RESULT)
+        with self._locks[hash(record.sop_instance_uid) % LOCK_STRIPES]:
+            held = self._ledger.held_copy(record.sop_instance_uid)
+            if held is None:
+                self._write_and_record(record, data)
+                return Stored(StoreOutcome.STORED, record.origin)
+            if (held.study_instance_uid, held.series_instance_uid) != (
+                record.study_instance_uid,
+                record.series_instance_uid,
+            ):
+                where = (
+                    "series" if held.study_instance_uid == record.study_instance_uid else "study"
+                )
+                raise ConflictingInstanceError(
+                    f"SOP Instance UID already stored in another {where}"
+                )
+            if self._held_content(held) != record.sha256:
+                self._ledger.record_different_copy(held.instance_id)
+                return Stored(StoreOutcome.DIFFERENT_COPY_IGNORED, record.origin)
+            held_path = self._spool.path_of(held.relative_path)
+            if not held_path.exists():  # removed from the spool by hand: restore it
+                self._spool.write_instance(
+                    record.study_instance_uid,
+                    record.series_instance_uid,
+                    record.sop_instance_uid,
+                    data,
+                )
+            self._ledger.record_instance(record)
+            return Stored(StoreOutcome.REPEATED, record.origin)
+
+    def _write_and_record(self, record: InstanceRecord, data: bytes) -> None:
+        self._spool.write_instance(
+            record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid, data
+        )
+        try:
+            self._ledger.record_instance(record)
+        except ConflictingInstanceError:
+            # The path derives from the refused (study, series) pair, so it is ours alone.
+            self._spool.discard(record.relative_path)
+            raise
+
+    def _held_content(self, held: HeldCopy) -> str | None:
+        """The SHA-256 of the held copy (read from its file for rows recorded before the hash
+        was kept; None if that file is gone)."""
+        if held.sha256 is not None:
+            return held.sha256
+        try:
+            return hashlib.sha256(self._spool.path_of(held.relative_path).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return None

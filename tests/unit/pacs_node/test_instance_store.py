@@ -1,0 +1,140 @@
+"""Storing received instances: keep the first copy, never open a study for a derived object or
+one of the node's own results."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydicom.uid import SegmentationStorage
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs_node.db.jobs import create_job
+from pacs_node.db.ledger import InstanceLedger, InstanceRecord
+from pacs_node.db.tables import Instance, Result, Series, Study
+from pacs_node.domain import InstanceOrigin, JobState, StudyStatus
+from pacs_node.errors import ConflictingInstanceError
+from pacs_node.instance_store import InstanceStore, StoreOutcome
+from pacs_node.spool import Spool
+from tests.unit.pacs_node.db.test_ledger_assembly import Clock, RecordingQueue, make_assembler
+
+STUDY, SERIES, SOP = "1.2.3.4.5", "1.2.3.4.5.1", "1.2.3.4.5.1.1"
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    return Spool(tmp_path / "spool")
+
+
+def record(
+    spool: Spool,
+    sop: str = SOP,
+    series: str = SERIES,
+    origin: InstanceOrigin = InstanceOrigin.SOURCE,
+) -> InstanceRecord:
+    return InstanceRecord(
+        study_instance_uid=STUDY,
+        series_instance_uid=series,
+        sop_instance_uid=sop,
+        sop_class_uid=SegmentationStorage if origin is not InstanceOrigin.SOURCE else "1.2.840.1",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        relative_path=spool.relative_path(STUDY, series, sop),
+        size_bytes=0,
+        calling_ae="PACS",
+        origin=origin,
+    )
+
+
+def study_status(sessions: sessionmaker[Session]) -> str | None:
+    with sessions() as session:
+        return session.scalar(select(Study.status).where(Study.study_instance_uid == STUDY))
+
+
+def test_the_first_copy_is_kept_and_a_different_one_only_counted(
+    sessions: sessionmaker[Session], spool: Spool
+) -> None:
+    store = InstanceStore(spool, InstanceLedger(sessions))
+    first = record(spool)
+    assert store.store(first, b"first copy").outcome is StoreOutcome.STORED
+    assert store.store(first, b"first copy").outcome is StoreOutcome.REPEATED
+    assert store.store(first, b"other copy").outcome is StoreOutcome.DIFFERENT_COPY_IGNORED
+    assert spool.path_of(first.relative_path).read_bytes() == b"first copy"
+    with sessions() as session:
+        (row,) = session.scalars(select(Instance)).all()
+    assert (row.times_received, row.different_copies, row.size_bytes) == (2, 1, 10)
+
+
+def test_a_held_uid_in_another_series_is_refused_without_writing(
+    sessions: sessionmaker[Session], spool: Spool
+) -> None:
+    store = InstanceStore(spool, InstanceLedger(sessions))
+    store.store(record(spool), b"first copy")
+    elsewhere = record(spool, series="1.2.3.4.5.2")
+    with pytest.raises(ConflictingInstanceError, match="another series"):
+        store.store(elsewhere, b"first copy")
+    assert not spool.path_of(elsewhere.relative_path).exists()
+
+
+def test_a_row_without_a_hash_is_compared_by_its_file(
+    sessions: sessionmaker[Session], spool: Spool
+) -> None:
+    store = InstanceStore(spool, InstanceLedger(sessions))
+    store.store(record(spool), b"first copy")
+    with sessions.begin() as session:  # as recorded before the hash was kept
+        session.execute(update(Instance).values(sha256=None))
+    assert store.store(record(spool), b"first copy").outcome is StoreOutcome.REPEATED
+    assert store.store(record(spool), b"changed").outcome is StoreOutcome.DIFFERENT_COPY_IGNORED
+
+
+def test_derived_objects_never_open_a_study(sessions: sessionmaker[Session], spool: Spool) -> None:
+    store = InstanceStore(spool, InstanceLedger(sessions))
+    derived = record(
+        spool, sop="1.2.3.4.5.9.1", series="1.2.3.4.5.9", origin=InstanceOrigin.DERIVED
+    )
+    stored = store.store(derived, b"a SEG from a workstation")
+    assert (stored.outcome, stored.origin) == (StoreOutcome.STORED, InstanceOrigin.DERIVED)
+    assert study_status(sessions) == StudyStatus.DERIVED_ONLY
+    clock = Clock()
+    clock.now = datetime.now(UTC) + timedelta(hours=1)
+    assembler = make_assembler(sessions, RecordingQueue(), clock)
+    assert assembler.tick() == []
+    # A source image opens the study; the derived series plays no part in its analysis.
+    store.store(record(spool), b"an MR image")
+    assert study_status(sessions) == StudyStatus.RECEIVING
+    with sessions() as session:
+        origins = dict(session.execute(select(Series.series_instance_uid, Series.origin)).all())
+    assert origins == {"1.2.3.4.5.9": "derived", SERIES: "source"}
+
+
+def test_own_results_sent_back_do_not_reopen_the_study(
+    sessions: sessionmaker[Session], spool: Spool
+) -> None:
+    store = InstanceStore(spool, InstanceLedger(sessions))
+    store.store(record(spool), b"an MR image")
+    with sessions.begin() as session:
+        study_id = session.scalar(select(Study.id))
+        assert study_id is not None
+        session.execute(update(Study).values(status=StudyStatus.COMPLETE.value))
+        job = create_job(session, study_id=study_id, state=JobState.DONE, trigger="forced")
+        session.add(
+            Result(
+                job_id=job.id,
+                kind="seg",
+                sop_instance_uid="1.2.3.4.5.900.1",
+                path="results/x.dcm",
+                sha256="0" * 64,
+                size_bytes=1,
+            )
+        )
+    echo = record(
+        spool, sop="1.2.3.4.5.900.1", series="1.2.3.4.5.900", origin=InstanceOrigin.DERIVED
+    )
+    stored = store.store(echo, b"our own SEG")
+    assert (stored.outcome, stored.origin) == (StoreOutcome.STORED, InstanceOrigin.OWN_RESULT)
+    assert study_status(sessions) == StudyStatus.COMPLETE
+    again = store.store(dataclasses.replace(echo), b"our own SEG")
+    assert again.outcome is StoreOutcome.REPEATED
+    assert study_status(sessions) == StudyStatus.COMPLETE
