@@ -19,9 +19,7 @@ from models.network import LumbarNet, StudyOutput
 from models.paths import DEFAULT_CHECKPOINT
 from models.postprocess import disc_height_mm, largest_components, relabel_levels
 from models.preprocess import SquareGeometry, from_model_space, stack_channels, to_model_space
-from models.volume import VolumeInput
-
-REFERENCE_ROLE = "SAG_T2"
+from models.volume import REFERENCE_ROLE, SECOND_ROLE, VolumeInput
 
 
 @dataclass
@@ -132,7 +130,7 @@ class Predictor:
         ref = volumes[REFERENCE_ROLE]
         if ref.pixels.ndim != 3:
             raise ValueError("volumes must be (slices, rows, cols)")
-        t1 = volumes.get("SAG_T1")
+        t1 = volumes.get(SECOND_ROLE)
         config = self.meta.config
         stacked = stack_channels(ref.pixels, None if t1 is None else t1.pixels, config.in_chans)
         geometry = SquareGeometry(ref.pixels.shape[1], ref.pixels.shape[2], config.img_size)

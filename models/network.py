@@ -22,11 +22,17 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from models.config import ModelConfig
-from models.heads import ProjectionHead
+from models.heads import (
+    AbnormalityHead,
+    HeadDims,
+    ProjectionHead,
+    SegmentationInputs,
+    create_seg_head,
+)
 from models.image_encoders import ImageEncoder
 from models.level_crops import LevelCropEncoder
 from models.prompts import PromptBank, ensemble, sample_variants
-from models.segmentation import TextGuidedHead, UNetDecoder, UniversalHead, VisualHead
+from models.segmentation import UNetDecoder
 from models.slice_pooling import SlicePooling
 
 
@@ -110,15 +116,9 @@ class LumbarNet(nn.Module):
             if config.prompt_offsets
             else None
         )
-        self.seg_head: nn.Module
-        if config.seg_head == "text":
-            self.seg_head = TextGuidedHead(d, e)
-        elif config.seg_head == "universal":
-            self.seg_head = UniversalHead(d, e, bottleneck)
-        elif config.seg_head == "visual":
-            self.seg_head = VisualHead(d, e, config.num_structures)
-        else:
-            raise ValueError(f"unknown seg_head {config.seg_head!r}")
+        self.seg_head = create_seg_head(
+            config.seg_head, HeadDims(d, e, bottleneck, config.num_structures)
+        )
         self.reconstruct_head = nn.Conv2d(d, config.in_chans, 1)
         # level abnormalities
         self.level_crops = LevelCropEncoder(
@@ -134,18 +134,14 @@ class LumbarNet(nn.Module):
         self.level_pool = SlicePooling(e, config.pool_heads)
         self.level_pool_gate = nn.Parameter(torch.zeros(()))
         self.level_proj = ProjectionHead(e, e, config.projection)
-        num_abn = prompts.abnormalities.shape[0]
-        self.abnormality_vectors: nn.Parameter | None = None
-        if config.abnormality_queries == "visual":
-            self.abnormality_vectors = nn.Parameter(torch.randn(num_abn + 1, e) * 0.02)
-        elif config.abnormality_queries != "text":
-            raise ValueError(f"unknown abnormality_queries {config.abnormality_queries!r}")
-        self.abnormality_head = nn.Linear(e, num_abn)
-        self.abnormality_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.abnormality = AbnormalityHead(
+            e, prompts.abnormalities.shape[0], config.abnormality_queries
+        )
         # CLIP space: series embeddings from the level embeddings, reports with their own head
         self.series_proj = ProjectionHead(len(disc_values) * e, e, config.projection)
         self.report_proj = ProjectionHead(config.text_dim, e, config.projection)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.register_load_state_dict_pre_hook(_rename_old_keys)
 
     # ---- text side -------------------------------------------------------------------------
     def encode_text(self, raw: torch.Tensor) -> torch.Tensor:
@@ -172,8 +168,8 @@ class LumbarNet(nn.Module):
     def abnormality_queries(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised abnormality (K, e) and normal (e,) queries: the ensembled, projected
         prompts, or learned vectors (the last one "normal") in the visual ablation."""
-        if self.abnormality_vectors is not None:
-            vectors = nnf.normalize(self.abnormality_vectors, dim=-1)
+        if self.abnormality.vectors is not None:
+            vectors = nnf.normalize(self.abnormality.vectors, dim=-1)
             return vectors[:-1], vectors[-1]
         abnormal = self.encode_text(ensemble(self.abnormality_prompts))
         normal = self.encode_text(ensemble(self.normal_prompts.unsqueeze(0))).squeeze(0)
@@ -184,7 +180,8 @@ class LumbarNet(nn.Module):
         """Segmentation logits (N, 1 + C, H, W) of (N, in_chans, H, W) slices."""
         maps = self.encoder(images)
         features = self.decoder(images, maps)
-        return self.seg_head(features, self.structure_queries(augment_prompts), maps[-1])
+        queries = self.structure_queries(augment_prompts)
+        return self.seg_head(SegmentationInputs(features, queries, maps[-1]))
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Masked-image-modelling reconstruction of (N, in_chans, H, W) inputs."""
@@ -251,8 +248,23 @@ class LumbarNet(nn.Module):
         strongest = self.level_embed(masked_max(crops.features, crops.valid))
         level = strongest + self.level_pool_gate * pooled
         embedded = nnf.normalize(self.level_proj(level), dim=-1)
-        abnormal, normal = self.abnormality_queries()
-        similarity = embedded @ abnormal.T
-        level_logits = self.abnormality_scale.exp() * similarity + self.abnormality_head(level)
-        zero_shot = similarity - (embedded @ normal).unsqueeze(-1)
-        return LevelOutput(level_logits, crops.valid.any(1), embedded, zero_shot)
+        scores = self.abnormality(level, embedded, *self.abnormality_queries())
+        return LevelOutput(scores.logits, crops.valid.any(1), embedded, scores.zero_shot)
+
+
+RENAMED_KEYS = {
+    "abnormality_head.weight": "abnormality.linear.weight",
+    "abnormality_head.bias": "abnormality.linear.bias",
+    "abnormality_scale": "abnormality.log_scale",
+    "abnormality_vectors": "abnormality.vectors",
+}
+"""Parameters of checkpoints saved before the abnormality head was a module of its own."""
+
+
+def _rename_old_keys(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_: object
+) -> None:
+    """Load a checkpoint saved under the old parameter names (the shipped ones are)."""
+    for old, new in RENAMED_KEYS.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)

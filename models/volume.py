@@ -9,6 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+REFERENCE_ROLE = "SAG_T2"
+"""The series role the model segments (required); the label map comes back in its geometry."""
+SECOND_ROLE = "SAG_T1"
+"""The series role the model reads as a second channel when present."""
+INPUT_ROLES = (REFERENCE_ROLE, SECOND_ROLE)
+"""Every series role the model reads, by the names of the node's series roles."""
+
 
 @dataclass(frozen=True)
 class VolumeInput:

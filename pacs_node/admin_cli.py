@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs_node import admin
 from pacs_node.api.tokens import Role, create_token, list_tokens, revoke_token
 from pacs_node.config import Settings
 from pacs_node.db import admin_actions, queries
@@ -47,7 +48,7 @@ def add_parsers(commands: Any) -> None:
     retry.add_argument("job_id", type=int)
     replay = actions.add_parser("replay", help="send a job's results to a destination again")
     replay.add_argument("job_id", type=int)
-    replay.add_argument("destination", help="AE@host:port or host:port")
+    replay.add_argument("destination", help="the destination's name, as in the deliveries")
     stats = actions.add_parser("stats", help="counts by state, queue depth, turnaround per day")
     stats.add_argument("--days", type=int, default=14)
     for sub in (listing, show, retry, replay, stats):
@@ -147,11 +148,11 @@ def _jobs(args: argparse.Namespace, settings: Settings, sessions: sessionmaker[S
     queue = make_queue(settings)
     try:
         if args.action == "retry":
-            admin_actions.retry_and_enqueue(
+            admin.retry_and_enqueue(
                 sessions, queue, args.job_id, actor=_actor(), remote_address=CLI_ADDRESS
             )
             return {"action": "retry", "target": f"job:{args.job_id}", "detail": "queued"}
-        count = admin_actions.replay_and_wake(
+        count = admin.replay_and_wake(
             sessions,
             queue,
             args.job_id,

@@ -18,29 +18,17 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pacs_node.errors import ConfigError
+from pacs_node.destinations import Destination, DestinationKind, Destinations
+from pacs_node.errors import ConfigError, SettingError
 from pacs_node.hl7.addressing import Hl7Addressing
+from pacs_node.policy import POLICY_NAMES, JobPolicy
 from pacs_node.validation import validate_ae_title, validate_uid_root
 
 ENV_PREFIX = "PACS_NODE_"
-
-
-class SettingError(ConfigError):
-    """One setting's value is malformed or out of range.
-
-    Attributes:
-        setting: The field name.
-        problem: What is wrong with its value, without the name.
-    """
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
-        self.setting = setting
-        self.problem = problem
 
 
 @contextmanager
@@ -50,64 +38,6 @@ def _about(setting: str) -> Iterator[None]:
         yield
     except (ValueError, TypeError) as exc:
         raise SettingError(setting, str(exc)) from exc
-
-
-KEY_IMAGES_SUFFIX = "/key-images"
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A DICOM peer that receives our results: ``AE@host:port``, or ``AE@host:port/key-images``
-    for a viewer that cannot show SEG (it gets burned-in key images instead of the SEG)."""
-
-    ae_title: str
-    host: str
-    port: int
-    key_images: bool = False
-
-    @property
-    def address(self) -> str:
-        """``AE@host:port``, as stored on a delivery."""
-        return f"{self.ae_title}@{self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, text: str) -> Destination:
-        """Parse ``AE@host:port`` with an optional ``/key-images``.
-
-        Raises:
-            ConfigError: if the text is not of that form.
-        """
-        text = text.strip()
-        key_images = text.endswith(KEY_IMAGES_SUFFIX)
-        try:
-            ae, address = text.removesuffix(KEY_IMAGES_SUFFIX).split("@", 1)
-            host, port = address.rsplit(":", 1)
-            return cls(validate_ae_title(ae), host, _port(port), key_images)
-        except ValueError as exc:
-            raise ConfigError(
-                f"destination {text!r} is not AE@host:port[/key-images]: {exc}"
-            ) from exc
-
-
-@dataclass(frozen=True)
-class HostPort:
-    """A ``host:port`` address (the HL7 MLLP receiver)."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> HostPort:
-        """Parse ``host:port``.
-
-        Raises:
-            ConfigError: if the text is not of that form.
-        """
-        try:
-            host, port = text.strip().rsplit(":", 1)
-            return cls(host, _port(port))
-        except ValueError as exc:
-            raise ConfigError(f"endpoint {text!r} is not host:port: {exc}") from exc
 
 
 MAX_LO_CHARS = 64
@@ -162,26 +92,12 @@ def _shown(value: float) -> str:
 
 
 # Numeric settings that must be above zero, and those with a least value they may take.
-_POSITIVE = (
-    "quiet_seconds",
-    "network_timeout",
-    "acse_timeout",
-    "dimse_timeout",
-    "lease_seconds",
-    "job_timeout_seconds",
-    "requeue_after_seconds",
-    "reconcile_interval_seconds",
-    "delivery_backoff_seconds",
-    "delivery_backoff_max_seconds",
-    "delivery_attempt_seconds",
-)
+_POSITIVE = ("quiet_seconds", "network_timeout", "acse_timeout", "dimse_timeout")
 _AT_LEAST = {
     "release_grace_seconds": 0,
     "max_pdu_size": 0,
     "min_free_bytes": 0,
     "max_associations": 1,
-    "max_attempts": 1,
-    "delivery_max_attempts": 1,
 }
 _NOT_EMPTY = ("host", "api_host", "database_url", "broker_url")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -214,8 +130,9 @@ class Settings:
     spool_dir: Path = Path("var/spool")
     database_url: str = "sqlite:///./var/pacs-node.db"
     broker_url: str = "embedded"
+    # DICOM destinations (kinds dicom, dicom-key-images) and the RIS (kind hl7).
     destinations: tuple[Destination, ...] = ()
-    hl7_endpoint: HostPort | None = None
+    hl7_endpoint: Destination | None = None
     # Also send an ORU^R01 for a study out of intended use (off: the RIS hears of analysed ones).
     hl7_not_analysed: bool = False
     # MSH-3 to MSH-6 as the site's interface engine routes them, and MSH-11 (P, T or D).
@@ -248,16 +165,8 @@ class Settings:
     selection_rules: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
-    # Job control (pacs_node.db.leases.JobPolicy documents each).
-    lease_seconds: float = 60.0
-    max_attempts: int = 3
-    job_timeout_seconds: float = 1800.0
-    requeue_after_seconds: float = 30.0
-    reconcile_interval_seconds: float = 5.0
-    delivery_max_attempts: int = 16
-    delivery_backoff_seconds: float = 30.0
-    delivery_backoff_max_seconds: float = 3600.0
-    delivery_attempt_seconds: float = 300.0
+    # Job control limits, set by the PACS_NODE_* names of JobPolicy's fields.
+    policy: JobPolicy = field(default_factory=JobPolicy)
 
     def __post_init__(self) -> None:
         """Check every value.
@@ -305,11 +214,17 @@ class Settings:
             raise SettingError(setting, "tls_cert and tls_key must be set together")
         if self.tls_ca is not None and self.tls_cert is None:
             raise SettingError("tls_ca", "needs tls_cert and tls_key")
+        if any(d.kind is DestinationKind.HL7 for d in self.destinations):
+            raise SettingError("destinations", "the HL7 endpoint is set by hl7_endpoint")
+        if self.hl7_endpoint is not None and self.hl7_endpoint.kind is not DestinationKind.HL7:
+            raise SettingError("hl7_endpoint", "must be an HL7 (MLLP) endpoint")
+        with _about("destinations"):
+            self.registry  # noqa: B018 - built to be validated
 
     def _check_site_identity(self) -> None:
-        for setting, field in _HL7_FIELDS.items():
+        for setting, part in _HL7_FIELDS.items():
             with _about(setting):
-                Hl7Addressing(**{field: getattr(self, setting)})
+                Hl7Addressing(**{part: getattr(self, setting)})
         if self.uid_root:
             with _about("uid_root"):
                 validate_uid_root(self.uid_root)
@@ -323,8 +238,14 @@ class Settings:
     def hl7_addressing(self) -> Hl7Addressing:
         """The MSH fields of the node's HL7 messages."""
         return Hl7Addressing(
-            **{field: getattr(self, setting) for setting, field in _HL7_FIELDS.items()}
+            **{part: getattr(self, setting) for setting, part in _HL7_FIELDS.items()}
         )
+
+    @property
+    def registry(self) -> Destinations:
+        """Every destination by name: the DICOM ones and the HL7 endpoint."""
+        hl7 = () if self.hl7_endpoint is None else (self.hl7_endpoint,)
+        return Destinations((*self.destinations, *hl7))
 
     @property
     def accepts_any_ae(self) -> bool:
@@ -361,7 +282,10 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Every setting by name: the fields of Settings, with the policy's fields in place of ``policy``.
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "policy"} | {
+    f.name: f for f in dataclasses.fields(JobPolicy)
+}
 
 
 def _convert(name: str, raw: Any) -> Any:
@@ -382,9 +306,9 @@ def _convert(name: str, raw: Any) -> Any:
                 return tuple(a.strip() for a in items if a.strip())
             case "destinations":
                 items = raw.split(",") if isinstance(raw, str) else list(raw)
-                return tuple(Destination.parse(d) for d in items if d.strip())
+                return tuple(Destination.parse_dicom(d) for d in items if d.strip())
             case "hl7_endpoint":
-                return HostPort.parse(raw)
+                return Destination.parse_hl7(raw)
         if kind.startswith("bool"):
             return _boolean(raw)
         if kind.startswith("Path"):
@@ -449,7 +373,9 @@ def load_settings(
             raise ConfigError(f"unknown setting {name!r}")
         values[name], sources[name] = raw, name
     try:
-        return Settings(**{name: _convert(name, raw) for name, raw in values.items()})
+        converted = {name: _convert(name, raw) for name, raw in values.items()}
+        policy = JobPolicy(**{n: converted.pop(n) for n in POLICY_NAMES if n in converted})
+        return Settings(**converted, policy=policy)
     except SettingError as exc:
         raise ConfigError(f"{sources.get(exc.setting, exc.setting)}: {exc.problem}") from exc
 
@@ -457,8 +383,6 @@ def load_settings(
 SETTING_NAMES: tuple[str, ...] = tuple(_FIELDS)
 __all__ = [
     "SETTING_NAMES",
-    "Destination",
-    "HostPort",
     "SettingError",
     "Settings",
     "load_settings",

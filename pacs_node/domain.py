@@ -6,9 +6,8 @@ from enum import StrEnum
 
 
 class JobState(StrEnum):
-    """Where a job is in its life (ARCHITECTURE.md "State lives in the database")."""
+    """Where a job is in its life (docs/architecture.md, "Job states")."""
 
-    RECEIVED = "received"
     QUEUED = "queued"
     RUNNING = "running"
     RESULTS_READY = "results_ready"
@@ -62,3 +61,32 @@ class CompletionTrigger(StrEnum):
     QUIET_PERIOD = "quiet_period"
     RELEASED_WITH_PROTOCOL = "released_with_protocol"
     FORCED = "forced"
+
+
+class ResultKind(StrEnum):
+    """What a job produced: each is stored with its fixed identity and delivered by kind."""
+
+    SEG = "seg"
+    SR = "sr"
+    KEY_IMAGE = "key_image"
+    ORU = "oru"
+
+    @property
+    def channel(self) -> Channel:
+        """How a result of this kind is delivered."""
+        return Channel.HL7 if self is ResultKind.ORU else Channel.DICOM
+
+
+class Channel(StrEnum):
+    """How an object is delivered (and which job stage sends it)."""
+
+    DICOM = "dicom"
+    HL7 = "hl7"
+
+
+class DeliveryState(StrEnum):
+    """Where one object stands with one destination."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"

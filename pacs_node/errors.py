@@ -13,6 +13,20 @@ class ConfigError(NodeError, ValueError):
     """A setting is unknown, malformed or inconsistent."""
 
 
+class SettingError(ConfigError):
+    """One setting's value is malformed or out of range.
+
+    Attributes:
+        setting: The field name.
+        problem: What is wrong with its value, without the name.
+    """
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
 class StartupError(NodeError):
     """The node cannot start: a peer it needs is unreachable or a resource it needs is taken."""
 

@@ -23,10 +23,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.db.base import utcnow
-from pacs_node.db.leases import JobPolicy, expire_leases
+from pacs_node.db.leases import expire_leases
 from pacs_node.db.tables import Delivery, Job
-from pacs_node.dispatch.ledger import DeliveryState
-from pacs_node.domain import JobState
+from pacs_node.domain import DeliveryState, JobState
+from pacs_node.policy import JobPolicy
 from pacs_node.queue import WorkQueue
 
 LOG = logging.getLogger(__name__)

@@ -237,3 +237,21 @@ def load_rules(path: Path | None = None) -> SelectionRules:
     except (OSError, tomllib.TOMLDecodeError, KeyError, ValueError, re.error) as exc:
         raise ConfigError(f"cannot load selection rules from {path}: {exc}") from exc
     return SelectionRules(rules=rules, gating=gating)
+
+
+@dataclass(frozen=True)
+class SeriesCandidate:
+    """A classified series of a completed study, as a job may analyse it."""
+
+    series_id: int
+    role: SeriesRole
+    instances: int
+
+
+def choose_series(candidates: Iterable[SeriesCandidate]) -> dict[SeriesRole, int]:
+    """For each role, the series to analyse: the one with the most instances (on a tie, the
+    one received first, i.e. the lowest id)."""
+    chosen: dict[SeriesRole, SeriesCandidate] = {}
+    for candidate in sorted(candidates, key=lambda c: (-c.instances, c.series_id)):
+        chosen.setdefault(candidate.role, candidate)
+    return {role: candidate.series_id for role, candidate in chosen.items()}

@@ -10,7 +10,6 @@ from celery import Celery
 from kombu import Queue
 
 from pacs_node.config import Settings
-from pacs_node.db.leases import JobPolicy
 from pacs_node.queue import ANALYSE_TASK, DELIVER_TASK, GPU_QUEUE, IO_QUEUE
 from worker.tasks import register_tasks
 
@@ -18,7 +17,7 @@ BROKER_VISIBILITY_TIMEOUT_SECONDS = 6 * 3600
 """An unacknowledged message comes back after this; the reconciler recovers jobs far sooner."""
 
 
-def create_app(settings: Settings, policy: JobPolicy, *, warm_model: bool = False) -> Celery:
+def create_app(settings: Settings, *, warm_model: bool = False) -> Celery:
     """Build the worker app for a Redis (or other kombu) broker and register the tasks.
 
     ``warm_model`` loads the model in each worker process right after it starts.
@@ -46,5 +45,5 @@ def create_app(settings: Settings, policy: JobPolicy, *, warm_model: bool = Fals
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
-    register_tasks(app, settings, policy, warm_model=warm_model)
+    register_tasks(app, settings, warm_model=warm_model)
     return app

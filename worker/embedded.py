@@ -14,10 +14,9 @@ import threading
 from collections.abc import Callable
 
 from models.paths import DEFAULT_CHECKPOINT
+from pacs_node.checks import check_checkpoint
 from pacs_node.config import Settings
-from pacs_node.db.leases import JobPolicy
 from pacs_node.db.session import make_engine, make_session_factory
-from pacs_node.service import check_checkpoint
 from pacs_node.spool import Spool
 from worker.runner import JobRunner
 from worker.tasks import check_device, load_predictor
@@ -30,11 +29,10 @@ _STOP = -1
 class EmbeddedWorker:
     """In-process queues and worker threads; implements ``pacs_node.queue.WorkQueue``."""
 
-    def __init__(self, settings: Settings, policy: JobPolicy) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._engine = make_engine(settings.database_url)
         self.runner = JobRunner(
             settings=settings,
-            policy=policy,
             sessions=make_session_factory(self._engine),
             spool=Spool(settings.spool_dir),
             queue=self,
@@ -81,7 +79,7 @@ class EmbeddedWorker:
         self._engine.dispose()
 
 
-def start(settings: Settings, policy: JobPolicy) -> EmbeddedWorker:
+def start(settings: Settings) -> EmbeddedWorker:
     """Check the model checkpoint (the configured one, else the shipped one) and the device,
     start the threads.
 
@@ -91,4 +89,4 @@ def start(settings: Settings, policy: JobPolicy) -> EmbeddedWorker:
     """
     check_checkpoint(settings.model or DEFAULT_CHECKPOINT)
     check_device(settings.device)
-    return EmbeddedWorker(settings, policy)
+    return EmbeddedWorker(settings)

@@ -24,7 +24,8 @@ from hl7apy.core import Message
 from pydicom import Dataset
 
 from models.labels import load_label_scheme
-from models.volume import VolumeInput
+from models.volume import INPUT_ROLES, REFERENCE_ROLE, VolumeInput
+from pacs_node.domain import Channel, ResultKind
 from pacs_node.results.hl7 import build_not_analysed_oru, build_oru
 from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.key_images import build_key_images
@@ -32,12 +33,10 @@ from pacs_node.results.seg import build_seg
 from pacs_node.results.sr import build_not_analysed_sr, build_sr
 from worker.io import LoadedSeries, read_series
 
-REFERENCE_ROLE = "SAG_T2"
-MODEL_ROLES = ("SAG_T2", "SAG_T1")
-"""Series roles the model reads; SAG_T2 is required and is the geometry of the label map."""
-
-MEASUREMENT_NAMES = {"disc_height_mm": ("disc_height", "mm")}
-"""Model measurement key -> (result measurement name, UCUM unit)."""
+MEASUREMENT_NAMES = {"disc_height_mm": ("disc_height", "mm", 1)}
+"""Model measurement key -> (result measurement name, UCUM unit, decimals reported)."""
+PROBABILITY_DECIMALS = 4
+"""Decimals of the probabilities reported (the calls are made on the unrounded values)."""
 
 
 class Prediction(Protocol):
@@ -65,7 +64,7 @@ class EncodedResult:
     """One encoded output object with its identity.
 
     Attributes:
-        kind: ``seg``, ``sr``, ``key_image`` or ``oru``.
+        kind: What the object is.
         data: The encoded bytes (DICOM Part 10 file, or ER7 for HL7).
         sop_class_uid: SOP Class UID of a DICOM object.
         series_instance_uid: Series Instance UID of a DICOM object.
@@ -73,7 +72,7 @@ class EncodedResult:
         control_id: MSH-10 of an HL7 message.
     """
 
-    kind: str
+    kind: ResultKind
     data: bytes
     sop_class_uid: str | None = None
     series_instance_uid: str | None = None
@@ -81,9 +80,9 @@ class EncodedResult:
     control_id: str | None = None
 
     @property
-    def channel(self) -> str:
-        """``dicom`` or ``hl7``: how the object is delivered."""
-        return "hl7" if self.kind == "oru" else "dicom"
+    def channel(self) -> Channel:
+        """How the object is delivered."""
+        return self.kind.channel
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def load_volumes(series_files: Mapping[str, Sequence[Path]]) -> dict[str, Loaded
     """
     if not series_files.get(REFERENCE_ROLE):
         raise ValueError(f"the study has no {REFERENCE_ROLE} series")
-    return {role: read_series(series_files[role]) for role in MODEL_ROLES if series_files.get(role)}
+    return {role: read_series(series_files[role]) for role in INPUT_ROLES if series_files.get(role)}
 
 
 def findings_of(prediction: Prediction) -> list[LevelFinding]:
@@ -116,14 +115,20 @@ def findings_of(prediction: Prediction) -> list[LevelFinding]:
         KeyError: if a probability has no matching call.
     """
     return [
-        LevelFinding(level, key, float(p), bool(prediction.level_calls[level][key]))
+        LevelFinding(
+            level,
+            key,
+            round(float(p), PROBABILITY_DECIMALS),
+            bool(prediction.level_calls[level][key]),
+        )
         for level, scores in prediction.level_probabilities.items()
         for key, p in scores.items()
     ]
 
 
 def measurements_of(prediction: Prediction) -> list[LevelMeasurement]:
-    """Per-level measurements the result builders can code; unknown keys are skipped.
+    """Per-level measurements the result builders can code, to the precision the model has (a
+    disc height to 0.1 mm, not to 15 digits); unknown keys are skipped.
 
     Raises:
         ValueError: if a level is not in the label scheme or a value is not finite.
@@ -132,8 +137,10 @@ def measurements_of(prediction: Prediction) -> list[LevelMeasurement]:
     for level, values in prediction.measurements.items():
         for key, value in values.items():
             if key in MEASUREMENT_NAMES:
-                name, unit = MEASUREMENT_NAMES[key]
-                measurements.append(LevelMeasurement(level, name, float(value), unit))
+                name, unit, decimals = MEASUREMENT_NAMES[key]
+                measurements.append(
+                    LevelMeasurement(level, name, round(float(value), decimals), unit)
+                )
     return measurements
 
 
@@ -157,7 +164,7 @@ def _encode(dataset: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _dicom_result(kind: str, dataset: Dataset) -> EncodedResult:
+def _dicom_result(kind: ResultKind, dataset: Dataset) -> EncodedResult:
     return EncodedResult(
         kind=kind,
         data=_encode(dataset),
@@ -193,23 +200,25 @@ def encode_results(
     seg = None
     if np.isin(label_map, list(values.values())).any():
         seg = build_seg(images, label_map, values, algorithm=algorithm, context=context)
-        results.append(_dicom_result("seg", seg))
+        results.append(_dicom_result(ResultKind.SEG, seg))
         if key_images:
             results.extend(
-                _dicom_result("key_image", ds)
+                _dicom_result(ResultKind.KEY_IMAGE, ds)
                 for ds in build_key_images(images, label_map, values, context=context)
             )
     sr = build_sr(
         images, findings, measurements, algorithm=algorithm, context=context, segmentation=seg
     )
-    results.append(_dicom_result("sr", sr))
+    results.append(_dicom_result(ResultKind.SR, sr))
     results.append(_oru_result(build_oru(images[0], findings, measurements, context=context)))
     return tuple(results)
 
 
 def _oru_result(message: Message) -> EncodedResult:
     return EncodedResult(
-        kind="oru", data=message.to_er7().encode(), control_id=str(message.msh.msh_10.value)
+        kind=ResultKind.ORU,
+        data=message.to_er7().encode(),
+        control_id=str(message.msh.msh_10.value),
     )
 
 
@@ -281,7 +290,7 @@ def report_not_analysed(
         raise ValueError("the study has no instance")
     started = time.perf_counter()
     header = pydicom.dcmread(instance_files[0], stop_before_pixels=True)
-    results = [_dicom_result("sr", build_not_analysed_sr(header, reason, context=context))]
+    results = [_dicom_result(ResultKind.SR, build_not_analysed_sr(header, reason, context=context))]
     if notify:
         results.append(_oru_result(build_not_analysed_oru(header, reason, context=context)))
     return ResultBundle(

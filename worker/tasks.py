@@ -16,7 +16,6 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from pacs_node.config import Settings
-from pacs_node.db.leases import JobPolicy
 from pacs_node.db.session import make_engine, make_session_factory
 from pacs_node.errors import StartupError
 from pacs_node.queue import ANALYSE_TASK, DELIVER_TASK, CeleryJobQueue
@@ -65,9 +64,8 @@ def load_predictor(settings: Settings) -> Predictor:
 class ProcessRunner:
     """One :class:`JobRunner` per OS process, built lazily (so after any fork)."""
 
-    def __init__(self, settings: Settings, policy: JobPolicy) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._policy = policy
         self._pid: int | None = None
         self._runner: JobRunner | None = None
         self._lock = threading.Lock()
@@ -79,7 +77,6 @@ class ProcessRunner:
                 settings = self._settings
                 self._runner = JobRunner(
                     settings=settings,
-                    policy=self._policy,
                     sessions=make_session_factory(make_engine(settings.database_url)),
                     spool=Spool(settings.spool_dir),
                     queue=CeleryJobQueue(settings.broker_url),
@@ -89,9 +86,7 @@ class ProcessRunner:
             return self._runner
 
 
-def register_tasks(
-    app: Celery, settings: Settings, policy: JobPolicy, *, warm_model: bool = False
-) -> ProcessRunner:
+def register_tasks(app: Celery, settings: Settings, *, warm_model: bool = False) -> ProcessRunner:
     """Register ``analyse_study`` (queue gpu) and ``deliver_results`` (queue io) on ``app``.
 
     With ``warm_model`` each worker process loads the model as soon as it starts (after the
@@ -100,8 +95,8 @@ def register_tasks(
     Raises:
         Nothing.
     """
-    runners = ProcessRunner(settings, policy)
-    time_limit = policy.job_timeout_seconds + TIME_LIMIT_MARGIN_SECONDS
+    runners = ProcessRunner(settings)
+    time_limit = settings.policy.job_timeout_seconds + TIME_LIMIT_MARGIN_SECONDS
 
     @app.task(name=ANALYSE_TASK, acks_late=True, time_limit=time_limit)
     def analyse_study(job_id: int) -> None:

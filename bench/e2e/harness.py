@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
-NODE = [sys.executable, "-m", "pacs_node.cli"]
+NODE = [sys.executable, "-m", "worker.main"]
 PACS_AE = "PACS"
 FAST_POLICY = {
     "LEASE_SECONDS": "3",
@@ -106,7 +106,7 @@ def _never_background(model: LumbarNet) -> None:
     """
     import torch
 
-    from models.segmentation import TextGuidedHead
+    from models.heads import TextGuidedHead
 
     head = model.seg_head
     if not isinstance(head, TextGuidedHead):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from sqlalchemy import select
 
+from pacs_node import admin
 from pacs_node.api.auth import Admin, Viewer, remote_address
 from pacs_node.api.context import ApiContext, get_context
 from pacs_node.api.overlay import OverlayUnavailableError, render_overlay_png
@@ -16,9 +17,10 @@ from pacs_node.api.schemas import ActionAccepted, ForceCompleteRequest, NodeInfo
 from pacs_node.db import admin_actions, queries
 from pacs_node.db.node_identity import NodeIdentityMissingError, read_node_identity
 from pacs_node.db.tables import Instance, Job, Result
-from pacs_node.domain import JobState
+from pacs_node.domain import JobState, ResultKind
 from pacs_node.errors import InvalidIdentifierError, StudyIncompleteError
 from pacs_node.results.identity import DEFAULT_UID_PREFIX
+from pacs_node.results.sr_findings import findings_from_sr
 from pacs_node.version import SOFTWARE_VERSION
 
 router = APIRouter(prefix="/api")
@@ -79,17 +81,19 @@ def get_job(context: Context, _: Viewer, job_id: int) -> queries.JobDetail:
     responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
 )
 def job_overlay(context: Context, _: Viewer, job_id: int) -> Response:
-    """The job's SEG rendered over the source slice it covers most."""
+    """The job's SEG rendered over the source slice it covers most, its findings marked."""
     root = context.settings.spool_dir
     with context.sessions() as session:
         if session.get(Job, job_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-        seg = session.scalar(
-            select(Result.path)
-            .where(Result.job_id == job_id, Result.kind == "seg")
-            .order_by(Result.id.desc())
-            .limit(1)
+        paths = dict(
+            session.execute(
+                select(Result.kind, Result.path)
+                .where(Result.job_id == job_id, Result.kind.in_([ResultKind.SEG, ResultKind.SR]))
+                .order_by(Result.id)
+            ).all()
         )
+    seg, sr = paths.get(ResultKind.SEG), paths.get(ResultKind.SR)
     if seg is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no SEG result")
 
@@ -100,8 +104,9 @@ def job_overlay(context: Context, _: Viewer, job_id: int) -> Response:
             )
         return None if relative is None else root / relative
 
+    findings = findings_from_sr(root / sr) if sr is not None and (root / sr).is_file() else None
     try:
-        png = render_overlay_png(root / seg, source_path)
+        png = render_overlay_png(root / seg, source_path, findings)
     except OverlayUnavailableError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
@@ -160,7 +165,7 @@ ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
 def retry(context: Context, principal: Admin, request: Request, job_id: int) -> ActionAccepted:
     """Put a failed job back in the queue (attempts reset)."""
     try:
-        admin_actions.retry_and_enqueue(
+        admin.retry_and_enqueue(
             context.sessions,
             context.queue,
             job_id,
@@ -185,7 +190,7 @@ def replay(
 ) -> ActionAccepted:
     """Send the job's results to one destination again."""
     try:
-        count = admin_actions.replay_and_wake(
+        count = admin.replay_and_wake(
             context.sessions,
             context.queue,
             job_id,
@@ -213,7 +218,7 @@ def force_complete(
 ) -> ActionAccepted:
     """Complete a receiving study at the next assembly check."""
     try:
-        admin_actions.force_complete_and_audit(
+        admin.force_complete_and_audit(
             context.sessions,
             context.assembler,
             body.study_instance_uid,

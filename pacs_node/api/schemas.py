@@ -11,7 +11,7 @@ class ReplayRequest(BaseModel):
     """Send a job's results to one destination again."""
 
     destination: str = Field(
-        min_length=1, max_length=128, description="AE@host:port or host:port, as in the deliveries"
+        min_length=1, max_length=128, description="a destination's name, as in the job's deliveries"
     )
 
 

@@ -1,35 +1,27 @@
-"""Admin actions on jobs, each written to the append-only audit log in the same transaction.
+"""Admin actions on jobs in the caller's transaction, each written to the append-only audit log.
 
-* retry: a ``failed`` job that has no results yet goes back to ``queued`` (compare-and-set) and
-  is enqueued after commit (one that failed sending its results is replayed instead);
-* replay: a job's deliveries to one destination go back to ``pending``, due now; a job that had
-  finished (``done``, ``skipped`` after its not-analysed report, or ``failed`` on a dead
+* retry: a ``failed`` job that has no results yet goes back to ``queued`` (compare-and-set);
+* replay: a job's deliveries to one destination (by name) go back to ``pending``, due now; a job
+  that had finished (``done``, ``skipped`` after its not-analysed report, or ``failed`` on a dead
   delivery) goes back to the stage that sends them (``delivering`` for DICOM, ``notifying`` for
-  HL7) and the delivery worker is woken after commit;
-* force-complete: a receiving study is completed at the next assembly check.
+  HL7).
 
-The session-level functions run in the caller's transaction (the pipeline can reuse them); the
-``*_and_*`` helpers own the transaction and are what the API and CLI call.
+:mod:`pacs_node.admin` owns the transactions and wakes the workers after commit; it is what the
+API and CLI call.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from pacs_node.assembly import StudyAssembler
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import add_event, transition
-from pacs_node.db.tables import AuditLog, Delivery, Job, Result, Study
-from pacs_node.dispatch.ledger import Channel, DeliveryState
-from pacs_node.domain import JobState
+from pacs_node.db.tables import AuditLog, Delivery, Job, Result
+from pacs_node.domain import Channel, DeliveryState, JobState
 from pacs_node.errors import NodeError
-from pacs_node.queue import JobQueue, WorkQueue
-
-LOG = logging.getLogger(__name__)
 
 
 class JobNotFoundError(NodeError, LookupError):
@@ -182,82 +174,3 @@ def replay_deliveries(
         details={"destination": destination, "deliveries": reset},
     )
     return int(reset)
-
-
-def retry_and_enqueue(
-    sessions: sessionmaker[Session],
-    queue: JobQueue,
-    job_id: int,
-    *,
-    actor: str,
-    remote_address: str | None = None,
-) -> None:
-    """Retry a failed job in its own transaction and enqueue it after commit.
-
-    Raises:
-        JobNotFoundError: if there is no such job.
-        ActionRejectedError: if the job is not ``failed``.
-    """
-    with sessions.begin() as session:
-        retry_job(session, job_id, actor=actor, remote_address=remote_address)
-    try:
-        queue.enqueue(job_id)
-    except Exception:
-        # The job row is committed as queued: the reconciler re-enqueues it.
-        LOG.exception("could not enqueue retried job %d; it stays queued", job_id)
-
-
-def replay_and_wake(
-    sessions: sessionmaker[Session],
-    queue: WorkQueue,
-    job_id: int,
-    destination: str,
-    *,
-    actor: str,
-    remote_address: str | None = None,
-) -> int:
-    """Replay a job's deliveries to ``destination`` in its own transaction, then wake a worker.
-
-    Raises:
-        JobNotFoundError: if there is no such job.
-        ActionRejectedError: if the job was superseded or has no delivery to ``destination``.
-    """
-    with sessions.begin() as session:
-        count = replay_deliveries(
-            session, job_id, destination, actor=actor, remote_address=remote_address
-        )
-    try:
-        queue.enqueue_delivery(job_id)
-    except Exception:
-        # The deliveries are committed as due: the reconciler wakes a worker later.
-        LOG.exception("could not wake delivery for job %d; the reconciler will", job_id)
-    return count
-
-
-def force_complete_and_audit(
-    sessions: sessionmaker[Session],
-    assembler: StudyAssembler,
-    study_instance_uid: str,
-    *,
-    actor: str,
-    remote_address: str | None = None,
-) -> None:
-    """Ask the assembler to complete a receiving study, and audit it.
-
-    Raises:
-        InvalidIdentifierError: if the UID is malformed.
-        StudyIncompleteError: if no such study is receiving.
-    """
-    assembler.force_complete(study_instance_uid)
-    with sessions.begin() as session:
-        # Audit rows name the study by its row id; the UID stays in the studies table.
-        study_id = session.scalar(
-            select(Study.id).where(Study.study_instance_uid == study_instance_uid)
-        )
-        record_audit(
-            session,
-            actor=actor,
-            action="study.force_complete",
-            target=f"study:{study_id}",
-            remote_address=remote_address,
-        )

@@ -88,6 +88,12 @@ def transition(
     return True
 
 
+def job_state(session: Session, job_id: int) -> JobState | None:
+    """The job's state (None if there is no such job)."""
+    state = session.scalar(select(Job.state).where(Job.id == job_id))
+    return None if state is None else JobState(state)
+
+
 def count_by_state(session: Session) -> dict[str, int]:
     """Number of jobs in each state."""
     rows = session.execute(select(Job.state, func.count()).group_by(Job.state))

@@ -9,69 +9,17 @@ used its attempts, so a poison study cannot block the queue.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pacs_node.config import Settings
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import transition
 from pacs_node.db.tables import Job, JobEvent
 from pacs_node.domain import JobState
-from pacs_node.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class JobPolicy:
-    """Timing and retry limits of job control (seconds unless named otherwise).
-
-    Attributes:
-        lease_seconds: How long a claim lasts without renewal; a worker renews it every third.
-        max_attempts: Analysis attempts before a job ends ``failed``.
-        job_timeout_seconds: A job running longer loses its lease (then counts as an attempt).
-        requeue_after_seconds: A ``queued`` job untouched this long gets its message again; a job
-            with deliveries due is woken again no sooner than this.
-        reconcile_interval_seconds: How often ``serve`` runs the reconciler.
-        delivery_max_attempts: Attempts per object and destination before it is dead-lettered.
-        delivery_backoff_seconds: First retry delay of a failed delivery; doubles each attempt.
-        delivery_backoff_max_seconds: Longest retry delay.
-        delivery_attempt_seconds: How long one delivery attempt may hold its object.
-    """
-
-    lease_seconds: float = 60.0
-    max_attempts: int = 3
-    job_timeout_seconds: float = 1800.0
-    requeue_after_seconds: float = 30.0
-    reconcile_interval_seconds: float = 5.0
-    delivery_max_attempts: int = 16
-    delivery_backoff_seconds: float = 30.0
-    delivery_backoff_max_seconds: float = 3600.0
-    delivery_attempt_seconds: float = 300.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.delivery_max_attempts < 1:
-            raise ConfigError("attempt limits must be at least 1")
-        for item in dataclasses.fields(self):
-            if float(getattr(self, item.name)) <= 0:
-                raise ConfigError(f"{item.name} must be positive")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> JobPolicy:
-        """The policy configured in ``settings`` (fields of the same names).
-
-        Raises:
-            ConfigError: if a value is out of range.
-        """
-        return cls(**{item.name: getattr(settings, item.name) for item in dataclasses.fields(cls)})
-
-    def delivery_backoff(self, attempts: int) -> timedelta:
-        """Delay before the next try after ``attempts`` failed tries (exponential, capped)."""
-        seconds = self.delivery_backoff_seconds * 2 ** max(attempts - 1, 0)
-        return timedelta(seconds=min(seconds, self.delivery_backoff_max_seconds))
+from pacs_node.policy import JobPolicy
 
 
 def claim_job(

@@ -232,7 +232,9 @@ class Delivery(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
     channel: Mapped[str] = mapped_column(String(8), comment="dicom or hl7")
-    destination: Mapped[str] = mapped_column(String(128), comment="AE@host:port or host:port")
+    destination: Mapped[str] = mapped_column(
+        String(128), comment="the destination's name (PACS_NODE_DESTINATIONS, hl7)"
+    )
     state: Mapped[str] = mapped_column(
         String(16), index=True, comment="pending, sent, dead (after the attempt limit)"
     )

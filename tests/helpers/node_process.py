@@ -123,7 +123,7 @@ def run_node(workdir: Path, **settings: str) -> Iterator[NodeProcess]:
         }
     )
     env.update({f"PACS_NODE_{k.upper()}": v for k, v in settings.items()})
-    command = [sys.executable, "-m", "pacs_node.cli"]
+    command = [sys.executable, "-m", "worker.main"]
     subprocess.run([*command, "db", "upgrade"], env=env, check=True, capture_output=True)
     log = workdir / "node.log"
 

@@ -18,14 +18,15 @@ import pytest
 from bench.e2e.harness import make_random_checkpoint
 from models.inference import DEFAULT_CHECKPOINT
 from models.labels import load_label_scheme
-from pacs_node.phantom.truth import read_truth
-from worker.demo_report import compare_findings, findings_from_sr
+from pacs_node.results.sr_findings import findings_from_sr
+from worker.demo_report import compare_findings
+from worker.phantom.truth import read_truth
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 COMPREHENSIVE_3D_SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
-DEMO = [sys.executable, "-m", "pacs_node.cli", "demo"]
+DEMO = [sys.executable, "-m", "worker.main", "demo"]
 
 
 def _env(model: Path | None) -> dict[str, str]:

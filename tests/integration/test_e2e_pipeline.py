@@ -15,12 +15,12 @@ import pytest
 
 from bench.e2e.harness import STORESCP, STORESCU, Stack, make_random_checkpoint, run_stack
 from models.checkpoint import file_sha256
-from pacs_node.phantom import WrittenStudy
-from pacs_node.phantom.truth import read_truth
 from tests.helpers.dicom_factory import StudySpec, write_study
 from tests.helpers.services import Redis
 from tests.unit.worker.conftest import assert_not_analysed_sr
 from worker.commands.phantom import write_phantom
+from worker.phantom import WrittenStudy
+from worker.phantom.truth import read_truth
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from tests.helpers.services import free_port
 
 pytestmark = [pytest.mark.integration]
 
-NODE = [sys.executable, "-m", "pacs_node.cli"]
+NODE = [sys.executable, "-m", "worker.main"]
 
 
 @pytest.fixture

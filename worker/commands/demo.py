@@ -5,9 +5,9 @@ checkpoint unless ``PACS_NODE_MODEL`` names another), a DICOM receiver standing 
 and an MLLP receiver standing in for the RIS, pushes the study over a real C-STORE association,
 waits for the job, and prints the job, its stage timings, the per-level findings read back from
 the returned SR against the phantom's ground truth, and the paths of the returned SEG, SR and an
-overlay preview. Everything lives in a temporary folder removed at exit (``--keep DIR`` keeps
-it). Exit status 0 only when the SEG and SR reached the PACS and the RIS acknowledged the
-ORU^R01.
+overlay preview. Everything is kept in a new folder ``var/demo/<time>`` (``--keep DIR`` names
+another, empty one), which it names before it starts. Exit status 0 only when the SEG and SR
+reached the PACS and the RIS acknowledged the ORU^R01.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,20 +26,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.inference import DEFAULT_CHECKPOINT
 from pacs_node.api.overlay import render_overlay_png
-from pacs_node.config import Destination, HostPort, Settings, load_settings
+from pacs_node.config import Settings, load_settings
 from pacs_node.db import migrate, queries
 from pacs_node.db.session import make_session_factory
 from pacs_node.db.tables import Job, Study
-from pacs_node.dispatch.scu import send_files
-from pacs_node.domain import JobState
+from pacs_node.destinations import Destination
+from pacs_node.dispatch.dicom import send_files
+from pacs_node.domain import JobState, ResultKind
 from pacs_node.errors import NodeError
 from pacs_node.hl7.receiver import MllpReceiver
-from pacs_node.phantom import WrittenStudy
-from pacs_node.phantom.truth import read_truth
+from pacs_node.results.sr_findings import findings_from_sr
 from pacs_node.service import EdgeService
+from worker.commands import summary
 from worker.commands.phantom import PRESETS, write_phantom
 from worker.demo_pacs import DemoPacs
-from worker.demo_report import compare_findings, findings_from_sr, write_summary
+from worker.demo_report import compare_findings, write_summary
+from worker.embedded import start as start_embedded_worker
+from worker.phantom import WrittenStudy
+from worker.phantom.truth import read_truth
 
 CALLING_AE = "DEMO_MODALITY"
 QUIET_SECONDS = 5.0
@@ -84,8 +87,8 @@ def demo_settings(base: Settings, workdir: Path, pacs_port: int, ris_port: int) 
         spool_dir=workdir / "spool",
         database_url=f"sqlite:///{workdir / 'pacs-node.db'}",
         broker_url="embedded",
-        destinations=(Destination("DEMO_PACS", "127.0.0.1", pacs_port),),
-        hl7_endpoint=HostPort("127.0.0.1", ris_port),
+        destinations=(Destination.dicom("DEMO_PACS", "127.0.0.1", pacs_port),),
+        hl7_endpoint=Destination.hl7("127.0.0.1", ris_port),
         quiet_seconds=QUIET_SECONDS,
         release_grace_seconds=0.5,
         min_free_bytes=0,
@@ -113,8 +116,10 @@ def _log_to_file(path: Path) -> Iterator[None]:
 
 def _push(study: WrittenStudy, port: int, ae_title: str) -> int:
     paths = [path for series in study.series for path in series.paths]
-    outcomes = send_files(Destination(ae_title, "127.0.0.1", port), paths, calling_ae=CALLING_AE)
-    failed = [o for o in outcomes if not o.stored]
+    outcomes = send_files(
+        Destination.dicom(ae_title, "127.0.0.1", port), paths, calling_ae=CALLING_AE
+    )
+    failed = [o for o in outcomes if not o.delivered]
     if failed:
         raise DemoError(f"{len(failed)} of {len(paths)} instances refused: {failed[0].error}")
     return len(paths)
@@ -186,7 +191,7 @@ def _run(
         settings = demo_settings(base, workdir, pacs.port, ris.port)
         progress(f"PACS {pacs.ae_title} on 127.0.0.1:{pacs.port}, RIS (MLLP) on :{ris.port}")
         migrate.upgrade(settings.database_url)
-        service = EdgeService.start(settings)
+        service = EdgeService.start(settings, embedded_worker=start_embedded_worker)
         try:
             progress(
                 f"node {settings.ae_title} on 127.0.0.1:{service.scp.port}, admin API on "
@@ -219,17 +224,19 @@ def _summarise(
         raise DemoError("the job disappeared")
     uids = {r.kind: r.sop_instance_uid or r.control_id for r in detail.results}
     received = {p.stem: p for p in pacs.files()}
-    seg, sr = received.get(uids.get("seg") or ""), received.get(uids.get("sr") or "")
+    seg = received.get(uids.get(ResultKind.SEG) or "")
+    sr = received.get(uids.get(ResultKind.SR) or "")
     acked = [d for d in detail.hl7_acks if d.state == "sent" and d.last_status in ("AA", "CA")]
     checks = {
         "job done": detail.job.state == JobState.DONE,
         "SEG received by the PACS": seg is not None,
         "SR received by the PACS": sr is not None,
         "ORU^R01 received and acknowledged by the RIS": bool(acked)
-        and uids.get("oru") in ris.control_ids(),
+        and uids.get(ResultKind.ORU) in ris.control_ids(),
     }
     paths: dict[str, Path] = {"study": study.directory}
     comparisons = []
+    findings = None if sr is None else findings_from_sr(sr)
     if seg is not None:
         sources = {
             uid: path
@@ -237,35 +244,40 @@ def _summarise(
             for uid, path in zip(series.sop_instance_uids, series.paths, strict=True)
         }
         overlay = workdir / "overlay.png"
-        overlay.write_bytes(render_overlay_png(seg, sources.get))
+        overlay.write_bytes(render_overlay_png(seg, sources.get, findings))
         paths |= {"SEG": seg, "overlay": overlay}
-    if sr is not None:
+    if sr is not None and findings is not None:
         paths["SR"] = sr
-        comparisons = compare_findings(
-            findings_from_sr(sr), read_truth(study.directory)["findings"]
-        )
+        comparisons = compare_findings(findings, read_truth(study.directory)["findings"])
     paths["log"] = workdir / "node.log"
     write_summary(out, detail, comparisons, paths, checks)
     return 0 if all(checks.values()) else 1
 
 
-@contextmanager
-def _workdir(keep: Path | None) -> Iterator[Path]:
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        if any(keep.iterdir()):
-            raise DemoError(f"--keep folder {keep} is not empty")
-        yield keep.resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="pacs-node-demo-") as folder:
-        yield Path(folder)
+DEFAULT_OUTPUTS = Path("var/demo")
+
+
+def _workdir(keep: Path | None) -> Path:
+    """The folder the demo keeps its outputs in: ``keep`` (must be empty), else a new one named
+    after the time under ``var/demo``.
+
+    Raises:
+        DemoError: if ``keep`` is not empty.
+    """
+    folder = keep or DEFAULT_OUTPUTS / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise DemoError(f"--keep folder {folder} is not empty")
+    return folder.resolve()
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pacs-node demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="pacs-node demo", description=summary(__doc__))
     p.add_argument("--size", choices=sorted(PRESETS), default="standard", help="phantom size")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
-    p.add_argument("--keep", type=Path, help="keep every output in this (empty) folder")
+    p.add_argument(
+        "--keep", type=Path, help="keep the outputs in this (empty) folder (default: var/demo/TIME)"
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
     p.add_argument("--config", type=Path, help="TOML settings (only model and device are used)")
     return p
@@ -283,18 +295,11 @@ def main(argv: list[str], out: TextIO = sys.stdout) -> int:
         return 2
     try:
         base = load_settings(args.config)
-        with _workdir(args.keep) as workdir:
-            status = run_demo(
-                workdir,
-                size=args.size,
-                seed=args.seed,
-                timeout=args.timeout,
-                out=out,
-                base=base,
-            )
-            if args.keep is None:
-                out.write("\n(outputs were in a temporary folder, now removed; --keep DIR keeps)\n")
-            return status
+        workdir = _workdir(args.keep)
+        out.write(f"outputs are kept in {workdir}\n")
+        return run_demo(
+            workdir, size=args.size, seed=args.seed, timeout=args.timeout, out=out, base=base
+        )
     except (NodeError, OSError) as exc:
         print(f"pacs-node demo: error: {exc}", file=sys.stderr)
         return 2

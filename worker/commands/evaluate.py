@@ -15,10 +15,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from worker.commands import summary
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
-    parser = argparse.ArgumentParser(prog="pacs-node evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="pacs-node evaluate", description=summary(__doc__))
     parser.add_argument(
         "--checkpoint",
         action="append",

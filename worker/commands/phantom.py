@@ -2,7 +2,7 @@
 
 Usage: ``pacs-node phantom --out DIR --studies N --seed S [--size standard|small] [--preview]``.
 Study ``i`` uses seed ``S + i`` and goes to ``DIR/study_<seed>/`` (layout and ground truth format:
-``pacs_node.phantom.truth``); ``--preview`` adds ``preview.png`` there (mid-sagittal T1, T2 and T2
+``worker.phantom.truth``); ``--preview`` adds ``preview.png`` there (mid-sagittal T1, T2 and T2
 with the label overlay).
 """
 
@@ -15,42 +15,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from models.labels import load_label_scheme
-from models.phantom import PhantomConfig, PhantomStudy, generate_study
+from models.phantom import PhantomConfig, generate_study
 from models.phantom.preview import preview_image
-from pacs_node.phantom import SeriesImage, StudyImages, WrittenStudy, write_study
+from worker.phantom import WrittenStudy, write_study
 
 PRESETS = {"standard": PhantomConfig.standard, "small": PhantomConfig.small}
-
-
-def to_study_images(study: PhantomStudy, uid_key: str = "") -> StudyImages:
-    """Convert a generated study into the writer's input (same fields, plain arrays)."""
-    return StudyImages(
-        seed=study.seed,
-        series=[
-            SeriesImage(
-                role=s.role,
-                pixels=s.pixels,
-                labels=s.labels,
-                abnormality_masks=dict(s.abnormality_masks),
-                image_positions=s.image_positions,
-                image_orientation=s.image_orientation,
-                pixel_spacing=s.pixel_spacing,
-                slice_thickness=s.slice_thickness,
-                acquisition=dict(s.acquisition),
-                description=s.description,
-            )
-            for s in study.series
-        ],
-        findings=study.findings,
-        measurements=study.measurements,
-        report=study.report,
-        visible_structures=list(study.visible_structures),
-        centres=dict(study.centres),
-        anatomy=dict(study.anatomy),
-        label_names={s.value: s.name for s in load_label_scheme().structures},
-        uid_key=uid_key,
-    )
 
 
 def write_phantom(
@@ -69,7 +38,7 @@ def write_phantom(
         OSError: if a file cannot be written.
     """
     study = generate_study(seed, PRESETS[size]())
-    written = write_study(to_study_images(study, size), out_dir, uid_prefix=uid_prefix)
+    written = write_study(study, out_dir, uid_key=size, uid_prefix=uid_prefix)
     if preview:
         Image.fromarray(preview_image(study)).save(out_dir / "preview.png")
     return written

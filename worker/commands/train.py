@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from worker.commands import summary
+
 if TYPE_CHECKING:
     from models.data.samples import StudySample
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
-    parser = argparse.ArgumentParser(prog="pacs-node train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="pacs-node train", description=summary(__doc__))
     parser.add_argument("--config", default="default", help="config name or JSON path")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--cache", type=Path, required=True, help="phantom cache directory")

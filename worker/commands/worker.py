@@ -17,18 +17,18 @@ import sys
 from pathlib import Path
 
 from pacs_node.config import load_settings
-from pacs_node.db.leases import JobPolicy
 from pacs_node.errors import NodeError
 from pacs_node.logs import configure_logging
 from pacs_node.queue import GPU_QUEUE, IO_QUEUE
 from worker.celery_app import create_app
+from worker.commands import summary
 from worker.tasks import check_device
 
 LOG = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pacs-node worker", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="pacs-node worker", description=summary(__doc__))
     p.add_argument("--config", type=Path, help="TOML settings file (environment wins)")
     p.add_argument("--queues", default=f"{GPU_QUEUE},{IO_QUEUE}", help="comma-separated queues")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: PACS_NODE_DEVICE)")
@@ -59,8 +59,7 @@ def main(argv: list[str]) -> int:
             settings = settings.replace(device=args.device)
         if GPU_QUEUE in queues:
             check_device(settings.device, "--device" if args.device else "PACS_NODE_DEVICE")
-        policy = JobPolicy.from_settings(settings)
-        app = create_app(settings, policy, warm_model=GPU_QUEUE in queues)
+        app = create_app(settings, warm_model=GPU_QUEUE in queues)
     except (NodeError, ValueError) as exc:
         print(f"pacs-node worker: error: {exc}", file=sys.stderr)
         return 2

@@ -16,8 +16,8 @@ from pacs_node.results.seg import build_seg
 from tests.helpers.dicom_factory import StudySpec, make_series
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-DESTINATION = "PACS@127.0.0.1:11113"
-HL7 = "127.0.0.1:2575"
+DESTINATION = "PACS"
+HL7 = "hl7"
 
 
 def add_study(session: Session, n: int, *, patient_id: str | None = None, ae: str = "MOD") -> Study:
@@ -100,7 +100,7 @@ def add_outputs(session: Session, job: Job) -> tuple[Result, Result]:
                 job_id=job.id,
                 result_id=seg.id,
                 channel="dicom",
-                destination="ARCHIVE@10.0.0.9:104",
+                destination="ARCHIVE",
                 state="dead",
                 attempts=5,
                 last_status="0xA700",

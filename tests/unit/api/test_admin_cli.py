@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from pacs_node.api.tokens import Role
-from pacs_node.cli import main
 from pacs_node.db.tables import ApiToken, AuditLog, Job
 from pacs_node.domain import JobState
 from tests.unit.api.conftest import Node
 from tests.unit.api.seed import DESTINATION, T0, add_job, add_outputs, add_study
+from worker.main import main
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pacs_node.cli import ML_COMMANDS
 from pacs_node.config import ENV_PREFIX, SETTING_NAMES
+from worker.main import ML_COMMANDS
 
 yaml = pytest.importorskip("yaml")
 

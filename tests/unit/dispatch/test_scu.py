@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pacs_node.config import Destination
-from pacs_node.dispatch.scu import send_files
-from pacs_node.phantom import WrittenStudy
+from pacs_node.destinations import Destination
+from pacs_node.dispatch.dicom import send_files
 from tests.unit.dispatch.conftest import StoreSCP
 from tests.unit.worker.conftest import phantom_study  # noqa: F401  (fixture)
+from worker.phantom import WrittenStudy
 
 
 def mr_files(study: WrittenStudy) -> list[Path]:
@@ -22,9 +22,9 @@ def test_every_object_is_stored_over_one_association(
 ) -> None:
     files = mr_files(phantom_study)
     outcomes = send_files(
-        Destination("PACS", "127.0.0.1", store_scp.port), files, calling_ae="LUMBAR_NODE"
+        Destination.dicom("PACS", "127.0.0.1", store_scp.port), files, calling_ae="LUMBAR_NODE"
     )
-    assert [(o.path, o.stored, o.status) for o in outcomes] == [(f, True, "0x0000") for f in files]
+    assert [(o.delivered, o.status) for o in outcomes] == [(True, "0x0000")] * len(files)
     assert len(store_scp.received) == 3
 
 
@@ -34,11 +34,11 @@ def test_refused_objects_are_reported_with_their_status(
 ) -> None:
     store_scp.refuse = True
     outcomes = send_files(
-        Destination("PACS", "127.0.0.1", store_scp.port),
+        Destination.dicom("PACS", "127.0.0.1", store_scp.port),
         mr_files(phantom_study),
         calling_ae="LUMBAR_NODE",
     )
-    assert {(o.stored, o.status, o.error) for o in outcomes} == {
+    assert {(o.delivered, o.status, o.error) for o in outcomes} == {
         (False, "0xA700", "refused by peer")
     }
 
@@ -48,11 +48,11 @@ def test_a_peer_that_is_down_fails_every_object(phantom_study: WrittenStudy) -> 
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     outcomes = send_files(
-        Destination("PACS", "127.0.0.1", port),
+        Destination.dicom("PACS", "127.0.0.1", port),
         mr_files(phantom_study),
         calling_ae="NODE",
         timeout=2,
     )
-    assert {(o.stored, o.status, o.error) for o in outcomes} == {
+    assert {(o.delivered, o.status, o.error) for o in outcomes} == {
         (False, None, "cannot connect: [Errno 111] Connection refused")
     }

@@ -73,7 +73,7 @@ def test_fine_tuning_the_abnormality_path_from_a_checkpoint(tmp_path: Path) -> N
         "steps": 3,
         "max_slices": 3,
         "segmentation": False,
-        "trainable": ["level_crops", "level_embed", "abnormality_head"],
+        "trainable": ["level_crops", "level_embed", "abnormality"],
     }
     config.write_text(json.dumps({**TINY, "stages": [levels_only]}))
     base = tmp_path / "a" / "model.safetensors"

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from models.config import ModelConfig
-from models.heads import ProjectionHead
+from models.heads import ProjectionHead, seg_head_names
 from models.losses import segmentation_loss
 from models.network import LumbarNet
 from models.prompts import PromptBank
 
 
-@pytest.mark.parametrize("head", ["text", "universal", "visual"])
+@pytest.mark.parametrize("head", seg_head_names())
 @pytest.mark.parametrize("projection", ["linear", "mlp"])
 def test_forward_study_shapes_and_backward(
     tiny_bank: PromptBank,

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from pacs_node.config import SETTING_NAMES, Destination, HostPort, Settings, load_settings
+from pacs_node.config import SETTING_NAMES, Settings, load_settings
+from pacs_node.destinations import Destination
 from pacs_node.errors import ConfigError
+from pacs_node.policy import JobPolicy
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -45,10 +47,10 @@ def test_lists_and_addresses_are_parsed() -> None:
     )
     assert s.allowed_aes == ("PACS1", "PACS2") and not s.accepts_any_ae
     assert s.destinations == (
-        Destination("PACS", "10.0.0.5", 104),
-        Destination("ARCHIVE", "archive.local", 11112),
+        Destination.dicom("PACS", "10.0.0.5", 104),
+        Destination.dicom("ARCHIVE", "archive.local", 11112),
     )
-    assert s.hl7_endpoint == HostPort("ris.local", 2575)
+    assert s.hl7_endpoint == Destination.hl7("ris.local", 2575)
     assert not s.embedded and not s.hl7_not_analysed
 
 
@@ -90,7 +92,11 @@ def test_bad_values_give_a_clear_error(environ: dict[str, str]) -> None:
         load_settings(environ=environ)
 
 
-NUMERIC_SETTINGS = [f.name for f in dataclasses.fields(Settings) if f.type in ("int", "float")]
+NUMERIC_SETTINGS = [
+    f.name
+    for f in (*dataclasses.fields(Settings), *dataclasses.fields(JobPolicy))
+    if f.type in ("int", "float")
+]
 
 
 def test_a_malformed_environment_value_names_its_variable() -> None:
@@ -180,11 +186,11 @@ def test_every_setting_is_documented_in_the_readme() -> None:
 def test_doubtful_production_settings_are_named() -> None:
     production = Settings(
         database_url="postgresql+psycopg2://node@db/pacs",
-        destinations=(Destination("PACS", "pacs", 104),),
+        destinations=(Destination.dicom("PACS", "pacs", 104),),
     )
     (doubt,) = production.doubts()
     assert "PACS_NODE_UID_ROOT" in doubt
     assert production.replace(uid_root="1.2.3.").doubts() == []
     (nowhere,) = Settings().doubts()
     assert "PACS_NODE_DESTINATIONS" in nowhere and "PACS_NODE_HL7_ENDPOINT" in nowhere
-    assert Settings(hl7_endpoint=HostPort("ris", 2575)).doubts() == []
+    assert Settings(hl7_endpoint=Destination.hl7("ris", 2575)).doubts() == []

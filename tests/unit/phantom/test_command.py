@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from models.labels import load_label_scheme
-from pacs_node.phantom import load_label_volume, read_truth
 from worker.commands.phantom import main
+from worker.phantom import load_label_volume, read_truth
 
 SCHEME = load_label_scheme()
 

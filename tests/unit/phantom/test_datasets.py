@@ -12,10 +12,10 @@ import pydicom
 import pytest
 from pydicom.uid import MRImageStorage
 
-from pacs_node.phantom import (
+from models.labels import load_label_scheme
+from models.phantom import PhantomSeries, PhantomStudy
+from worker.phantom import (
     PatientInfo,
-    SeriesImage,
-    StudyImages,
     build_series_datasets,
     load_label_volume,
     read_truth,
@@ -24,11 +24,11 @@ from pacs_node.phantom import (
 )
 
 
-def make_study(seed: int = 42) -> StudyImages:
+def make_study(seed: int = 42) -> PhantomStudy:
     rng = np.random.default_rng(seed)
     slices, rows, cols = 3, 16, 20
     positions = np.array([[-4.0 + 4.4 * k, -80.0, 120.0] for k in range(slices)])
-    sag = SeriesImage(
+    sag = PhantomSeries(
         role="SAG_T2",
         pixels=rng.integers(0, 4096, (slices, rows, cols), dtype=np.uint16),
         labels=rng.integers(0, 21, (slices, rows, cols), dtype=np.uint8),
@@ -52,7 +52,7 @@ def make_study(seed: int = 42) -> StudyImages:
         },
         description="T2 TSE SAG",
     )
-    stir = SeriesImage(
+    stir = PhantomSeries(
         role="SAG_STIR",
         pixels=rng.integers(0, 4096, (slices, rows, cols), dtype=np.uint16),
         labels=None,
@@ -69,7 +69,7 @@ def make_study(seed: int = 42) -> StudyImages:
         },
         description="STIR SAG",
     )
-    return StudyImages(
+    return PhantomStudy(
         seed=seed,
         series=[sag, stir],
         findings={"L4/L5": {"disc_bulge": True}},
@@ -77,7 +77,6 @@ def make_study(seed: int = 42) -> StudyImages:
         report="FINDINGS:\nL4/L5: Broad-based disc bulge.\n",
         visible_structures=["L4", "L4/L5", "L5"],
         centres={"L4": (0.0, -60.0, 40.0)},
-        label_names={3: "L4", 12: "L4/L5"},
     )
 
 
@@ -125,13 +124,11 @@ def test_uids_are_deterministic_and_keyed() -> None:
     first = [ds.SOPInstanceUID for ds in build_series_datasets(study, 0)]
     again = [ds.SOPInstanceUID for ds in build_series_datasets(make_study(), 0)]
     assert first == again
-    other = make_study()
-    other.uid_key = "small"
-    assert study_uids(other).study != study_uids(study).study
+    assert study_uids(study, uid_key="small").study != study_uids(study).study
     prefixed = build_series_datasets(study, 0, uid_prefix="1.2.3.")[0]
     assert prefixed.SOPInstanceUID.startswith("1.2.3.")
     with pytest.raises(ValueError, match="prefix"):
-        study_uids(study, "1.2.x.")
+        study_uids(study, uid_prefix="1.2.x.")
 
 
 def test_patient_from_seed_is_stable_and_plausible() -> None:
@@ -155,7 +152,8 @@ def test_write_study_files_and_truth(tmp_path: Path) -> None:
     truth = read_truth(written.directory)
     assert truth["study_instance_uid"] == written.study_instance_uid
     assert truth["findings"] == study.findings and truth["report"] == study.report
-    assert truth["label_names"] == {"3": "L4", "12": "L4/L5"}
+    names = {str(s.value): s.name for s in load_label_scheme().structures}
+    assert truth["label_names"] == names and names["3"] == "L4"
     for entry, ws in zip(truth["series"], written.series, strict=True):
         assert entry["series_instance_uid"] == ws.series_instance_uid
         files = [written.directory / f for f in entry["files"]]

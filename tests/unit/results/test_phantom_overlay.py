@@ -1,7 +1,7 @@
 """A SEG built from a phantom's ground truth overlays that ground truth exactly.
 
 The phantom (``models.phantom``) gives images, labels and geometry; the phantom DICOM writer
-(``pacs_node.phantom``) turns a series into MR instances, which are shuffled, and the SEG built
+(``worker.phantom``) turns a series into MR instances, which are shuffled, and the SEG built
 from the ground truth labels is read back and checked frame by frame *through geometry*: each
 frame's plane position must be the position of the source instance it references, and its pixels
 must equal the phantom's labels for the slice at that position. The sagittal series and the
@@ -19,32 +19,17 @@ import pytest
 
 from models.labels import load_label_scheme
 from models.phantom import PhantomConfig, PhantomStudy, generate_study
-from pacs_node.phantom.datasets import build_series_datasets
-from pacs_node.phantom.types import SeriesImage, StudyImages
 from pacs_node.results.hl7 import build_oru
 from pacs_node.results.inputs import LevelFinding, LevelMeasurement
 from pacs_node.results.seg import build_seg
 from pacs_node.results.sr import build_sr
+from worker.phantom.datasets import build_series_datasets
 
 
 @pytest.fixture(scope="module")
 def phantom() -> PhantomStudy:
     """A small seeded phantom study."""
     return generate_study(7, PhantomConfig.small())
-
-
-def _study_images(phantom: PhantomStudy) -> StudyImages:
-    """The phantom as the DICOM writer's input (its fields mirror the generator's one to one)."""
-    return StudyImages(
-        seed=phantom.seed,
-        series=[SeriesImage(**vars(series)) for series in phantom.series],
-        findings=phantom.findings,
-        measurements=phantom.measurements,
-        report=phantom.report,
-        visible_structures=phantom.visible_structures,
-        anatomy=phantom.anatomy,
-        uid_key="results-overlay-test",
-    )
 
 
 @pytest.mark.parametrize("role", ["SAG_T2", "AX_T2"])
@@ -55,7 +40,7 @@ def test_seg_overlays_phantom_ground_truth(
     series = phantom.series[index]
     assert series.labels is not None
     values = {s.name: s.value for s in load_label_scheme().structures}
-    images = build_series_datasets(_study_images(phantom), index)
+    images = build_series_datasets(phantom, index, uid_key="results-overlay-test")
     order = list(range(len(images)))
     random.Random(0).shuffle(order)
     built = build_seg(
@@ -104,7 +89,7 @@ def test_phantom_truth_as_report_and_message(phantom: PhantomStudy, algorithm, c
     series = phantom.series[index]
     assert series.labels is not None
     values = {s.name: s.value for s in load_label_scheme().structures}
-    images = build_series_datasets(_study_images(phantom), index)
+    images = build_series_datasets(phantom, index, uid_key="results-overlay-test")
     seg = build_seg(images, series.labels, values, algorithm=algorithm, context=context)
     findings = [
         LevelFinding(level, key, 1.0 if present else 0.0, present)

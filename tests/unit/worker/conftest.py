@@ -16,9 +16,9 @@ from pydicom import Dataset
 from pydicom.uid import Comprehensive3DSRStorage
 
 from models.labels import load_label_scheme
-from pacs_node.phantom import WrittenStudy
 from pacs_node.results import codes
 from worker.commands.phantom import write_phantom
+from worker.phantom import WrittenStudy
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import pytest
 
 import worker.embedded
 from pacs_node.config import Settings
-from pacs_node.db.leases import JobPolicy
 from pacs_node.errors import StartupError
 
 
@@ -19,4 +18,4 @@ def test_missing_shipped_checkpoint_stops_the_start(
     monkeypatch.setattr(worker.embedded, "DEFAULT_CHECKPOINT", missing)
     settings = Settings(database_url=f"sqlite:///{tmp_path}/node.db", spool_dir=tmp_path / "spool")
     with pytest.raises(StartupError, match=f"cannot read the model checkpoint {missing}"):
-        worker.embedded.start(settings, JobPolicy())
+        worker.embedded.start(settings)

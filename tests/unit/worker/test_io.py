@@ -8,8 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from pacs_node.phantom import WrittenStudy
 from worker.io import read_series, series_from_datasets
+from worker.phantom import WrittenStudy
 
 
 def sag_t2(study: WrittenStudy) -> list[pydicom.Dataset]:

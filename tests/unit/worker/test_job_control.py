@@ -45,14 +45,14 @@ def job(sessions: sessionmaker[Session], job_id: int) -> Job:
         return found
 
 
-def test_policy_from_settings() -> None:
+def test_policy_is_part_of_the_settings() -> None:
     settings = load_settings(
         environ={"PACS_NODE_LEASE_SECONDS": "2.5", "PACS_NODE_MAX_ATTEMPTS": "5", "OTHER": "x"}
     )
-    policy = JobPolicy.from_settings(settings)
+    policy = settings.policy
     assert (policy.lease_seconds, policy.max_attempts) == (2.5, 5)
-    with pytest.raises(ConfigError):
-        JobPolicy.from_settings(load_settings(environ={"PACS_NODE_MAX_ATTEMPTS": "0"}))
+    with pytest.raises(ConfigError, match=r"^PACS_NODE_MAX_ATTEMPTS: must be at least 1"):
+        load_settings(environ={"PACS_NODE_MAX_ATTEMPTS": "0"})
     with pytest.raises(ConfigError):
         load_settings(environ={"PACS_NODE_MAX_ATTEMPTS": "many"})
     with pytest.raises(ConfigError):

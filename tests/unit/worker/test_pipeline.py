@@ -7,17 +7,23 @@ import io
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import Comprehensive3DSRStorage
 
-from pacs_node.phantom import WrittenStudy
 from pacs_node.results import codes
 from pacs_node.results.identity import derive_control_id
 from pacs_node.results.inputs import ResultContext
 from tests.helpers.dicom_factory import StudySpec, write_study
-from tests.unit.worker.conftest import FakePredictor, assert_not_analysed_sr, series_files
-from worker.pipeline import analyse_study, report_not_analysed
+from tests.unit.worker.conftest import (
+    FakePrediction,
+    FakePredictor,
+    assert_not_analysed_sr,
+    series_files,
+)
+from worker.phantom import WrittenStudy
+from worker.pipeline import analyse_study, findings_of, measurements_of, report_not_analysed
 
 CONTEXT = ResultContext(
     job_key="job-7",
@@ -113,3 +119,16 @@ def test_study_out_of_intended_use_gets_one_not_analysed_sr(tmp_path: Path) -> N
     ]
     with pytest.raises(ValueError, match="no instance"):
         report_not_analysed([], reason, CONTEXT)
+
+
+def test_reported_values_carry_the_model_precision_not_fifteen_digits() -> None:
+    prediction = FakePrediction(
+        label_map=np.zeros((1, 2, 2), dtype=np.uint8),
+        level_probabilities={"L4/L5": {"disc_bulge": 0.123456789}},
+        level_calls={"L4/L5": {"disc_bulge": True}},
+        measurements={"L4/L5": {"disc_height_mm": 4.123456789012345}},
+    )
+    (finding,) = findings_of(prediction)
+    (measurement,) = measurements_of(prediction)
+    assert (finding.probability, finding.present) == (0.1235, True)
+    assert (measurement.name, measurement.value, measurement.unit) == ("disc_height", 4.1, "mm")

@@ -12,24 +12,26 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacs_node.config import Destination, HostPort, Settings
+from pacs_node.config import Settings
 from pacs_node.db import migrate
 from pacs_node.db.admin_actions import replay_deliveries
 from pacs_node.db.jobs import create_job
-from pacs_node.db.leases import JobPolicy
 from pacs_node.db.node_identity import read_node_identity
 from pacs_node.db.session import make_engine, make_session_factory
 from pacs_node.db.tables import Delivery, Instance, Job, JobEvent, Result, Series, Study
+from pacs_node.destinations import Destination
 from pacs_node.domain import JobState, StudyStatus
 from pacs_node.hl7.receiver import MllpReceiver
-from pacs_node.phantom import WrittenStudy
+from pacs_node.policy import JobPolicy
 from pacs_node.results.identity import job_result_key
 from pacs_node.results.inputs import ResultContext
 from pacs_node.results.sr import sr_uids
 from pacs_node.spool import Spool
 from tests.unit.dispatch.conftest import StoreSCP, store_scp  # noqa: F401  (fixture)
 from tests.unit.worker.conftest import FakePredictor, RecordingQueue, assert_not_analysed_sr
-from worker.runner import NOTHING_SENT, JobRunner
+from worker.delivery import NOTHING_SENT
+from worker.phantom import WrittenStudy
+from worker.runner import JobRunner
 
 POLICY = JobPolicy(max_attempts=2, delivery_max_attempts=2, delivery_backoff_seconds=0.001)
 SKIP_REASON = "no usable series: missing SAG_T2"
@@ -95,14 +97,14 @@ def make_runner(
 ) -> tuple[JobRunner, RecordingQueue]:
     settings = Settings(
         spool_dir=tmp_path / "spool",
-        destinations=(Destination("PACS", "127.0.0.1", pacs_port),),
-        hl7_endpoint=HostPort("127.0.0.1", ris_port),
+        destinations=(Destination.dicom("PACS", "127.0.0.1", pacs_port),),
+        hl7_endpoint=Destination.hl7("127.0.0.1", ris_port),
         dimse_timeout=5,
+        policy=POLICY,
     )
     queue = RecordingQueue()
     runner = JobRunner(
         settings=settings,
-        policy=POLICY,
         sessions=sessions,
         spool=Spool(settings.spool_dir),
         queue=queue,
@@ -298,9 +300,7 @@ def test_skipped_study_sends_its_not_analysed_sr_once_and_ends_skipped(
     assert_not_analysed_sr(sr_file, first_instance, SKIP_REASON)
     # An admin replay sends the same stored object again: no new result or delivery rows.
     with sessions.begin() as session:
-        replay_deliveries(
-            session, job_id, f"PACS@127.0.0.1:{store_scp.port}", actor="admin", remote_address=None
-        )
+        replay_deliveries(session, job_id, "PACS", actor="admin", remote_address=None)
     assert runner.deliver(job_id) is JobState.SKIPPED
     assert store_scp.received == [result.sop_instance_uid] * 2
     with sessions() as session:
@@ -354,9 +354,7 @@ def test_skipped_study_whose_pacs_refuses_is_retried_then_dead_lettered(
         assert session.execute(select(Delivery.state, Delivery.attempts)).one() == ("dead", 2)
     store_scp.refuse = False
     with sessions.begin() as session:
-        replay_deliveries(
-            session, job_id, f"PACS@127.0.0.1:{store_scp.port}", actor="admin", remote_address=None
-        )
+        replay_deliveries(session, job_id, "PACS", actor="admin", remote_address=None)
     assert runner.deliver(job_id) is JobState.SKIPPED
     assert len(store_scp.received) == 1
     with sessions() as session:
@@ -367,7 +365,7 @@ def test_skipped_study_whose_pacs_refuses_is_retried_then_dead_lettered(
 def test_job_without_destinations_ends_done_saying_nothing_was_sent(
     sessions: sessionmaker[Session], tmp_path: Path, phantom_study: WrittenStudy
 ) -> None:
-    runner, _ = make_runner(sessions, tmp_path, 0, 0, FakePredictor())
+    runner, _ = make_runner(sessions, tmp_path, 104, 2575, FakePredictor())
     runner.settings = runner.settings.replace(destinations=(), hl7_endpoint=None)
     job_id = received_study(sessions, runner.spool, phantom_study)
     assert runner.analyse(job_id)
@@ -396,7 +394,7 @@ def test_result_identities_differ_between_databases(
         migrate.upgrade(url)
         engine = make_engine(url)
         sessions = make_session_factory(engine)
-        runner, _ = make_runner(sessions, tmp_path / name, 0, 0, FakePredictor())
+        runner, _ = make_runner(sessions, tmp_path / name, 104, 2575, FakePredictor())
         job_id = received_study(sessions, runner.spool, phantom_study)
         assert job_id == 1 and runner.analyse(job_id)
         with sessions() as session:

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from pacs_node.cli import main
 from pacs_node.db import migrate
 from pacs_node.db.node_identity import read_node_identity
 from pacs_node.db.session import make_engine, make_session_factory
+from worker.main import main
 
 
 def test_migrations_match_the_tables(database_url: str) -> None:
@@ -69,7 +69,7 @@ def test_each_database_gets_its_own_node_identity_once(tmp_path: Path) -> None:
     kept = identity(first)
     migrate.upgrade(first)
     assert identity(first) == kept != identity(second)
-    assert migrate.current_revision(first) == migrate.current_revision(second) == "0003"
+    assert migrate.current_revision(first) == migrate.current_revision(second) == "0004"
 
 
 def test_db_commands_print_the_schema_revision_and_node_identity(
@@ -82,4 +82,53 @@ def test_db_commands_print_the_schema_revision_and_node_identity(
     checked = capsys.readouterr().out
     node_id = re.search(r"node identity ([0-9a-f]{32})", upgraded)
     assert node_id is not None and node_id.group(1) in checked
-    assert "revision 0003" in upgraded and "revision 0003" in checked
+    assert "revision 0004" in upgraded and "revision 0004" in checked
+
+
+def test_deliveries_recorded_by_address_take_their_destination_names(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    migrate.upgrade(url, "0003")
+    engine = make_engine(url)
+    t = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_instance_uid, status, first_received_at, "
+                "last_received_at, force_complete) VALUES (1, '1.2.3', 'complete', :t, :t, 0)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, study_id, version, state, retryable, attempts, created_at, "
+                "updated_at) VALUES (1, 1, 1, 'done', 0, 0, :t, :t)"
+            ),
+            {"t": t},
+        )
+        for result_id, kind in ((1, "sr"), (2, "oru")):
+            conn.execute(
+                text(
+                    "INSERT INTO results (id, job_id, kind, path, sha256, size_bytes, created_at) "
+                    "VALUES (:id, 1, :kind, 'x', 'x', 1, :t)"
+                ),
+                {"id": result_id, "kind": kind, "t": t},
+            )
+        rows = [
+            (1, "dicom", "PACS@pacs:104"),
+            (1, "dicom", "ARCHIVE@archive:104"),
+            (1, "dicom", "PACS@other:104"),  # same default name for the same result: kept as is
+            (2, "hl7", "ris:2575"),
+        ]
+        for result_id, channel, destination in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (job_id, result_id, channel, destination, state, "
+                    "attempts, updated_at) VALUES (1, :r, :c, :d, 'sent', 1, :t)"
+                ),
+                {"r": result_id, "c": channel, "d": destination, "t": t},
+            )
+    migrate.upgrade(url)
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT destination FROM deliveries ORDER BY id")).scalars()
+        assert list(names) == ["PACS", "ARCHIVE", "PACS@other:104", "hl7"]
+    engine.dispose()

@@ -1,78 +1,14 @@
-"""Plain inputs and outputs of the phantom DICOM writer (no dependency on the ``models`` package).
-
-``worker.commands.phantom`` converts a ``models.phantom.PhantomStudy`` into ``StudyImages``; the
-fields mirror it one to one.
-"""
+"""Who a phantom study belongs to, and where the writer put it."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 _STUDY_EPOCH = dt.date(2024, 1, 1)
-
-
-@dataclass
-class SeriesImage:
-    """One series: pixels in slice order and its geometry and acquisition attributes.
-
-    Attributes:
-        role: "SAG_T1", "SAG_T2", "SAG_STIR", "AX_T2" or "LOCALIZER".
-        pixels: ``(slices, rows, cols)`` uint16.
-        labels: ``(slices, rows, cols)`` uint8 structure labels, or None.
-        abnormality_masks: Abnormality key -> ``(slices, rows, cols)`` bool mask.
-        image_positions: ``(slices, 3)`` ImagePositionPatient (mm).
-        image_orientation: ImageOrientationPatient (six direction cosines).
-        pixel_spacing: PixelSpacing ``(row spacing, column spacing)`` (mm).
-        slice_thickness: SliceThickness (mm).
-        acquisition: DICOM MR attributes by keyword (RepetitionTime, EchoTime, ...); multi-valued
-            code strings are joined with backslashes ("SE\\IR").
-        description: SeriesDescription.
-    """
-
-    role: str
-    pixels: np.ndarray
-    labels: np.ndarray | None
-    abnormality_masks: dict[str, np.ndarray]
-    image_positions: np.ndarray
-    image_orientation: tuple[float, ...]
-    pixel_spacing: tuple[float, float]
-    slice_thickness: float
-    acquisition: dict[str, float | str]
-    description: str
-
-
-@dataclass
-class StudyImages:
-    """A study to write, with its ground truth.
-
-    Attributes:
-        seed: Generator seed; with ``uid_key`` it determines every UID.
-        series: Series in acquisition order.
-        findings: Disc level -> abnormality key -> present.
-        measurements: Disc level -> disc height (mm).
-        report: Radiology report text.
-        visible_structures: Structure names inside the field of view.
-        centres: Structure name -> ``(x, y, z)`` patient position (mm) of its centre.
-        anatomy: Other ground truth (lordosis, transitional anatomy, ...).
-        label_names: Label value -> structure name, recorded in the truth file.
-        uid_key: Extra entropy for UIDs (e.g. the size preset), so different studies generated
-            from one seed do not share UIDs.
-    """
-
-    seed: int
-    series: list[SeriesImage]
-    findings: dict[str, dict[str, bool]]
-    measurements: dict[str, float]
-    report: str
-    visible_structures: list[str]
-    centres: dict[str, tuple[float, float, float]] = field(default_factory=dict)
-    anatomy: dict[str, float | str] = field(default_factory=dict)
-    label_names: dict[int, str] = field(default_factory=dict)
-    uid_key: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,14 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from pacs_node.phantom.types import PatientInfo, SeriesImage, StudyImages
+from models.phantom import PhantomSeries, PhantomStudy
+from worker.phantom.types import PatientInfo
 
 MANUFACTURER = "pacs-node"
 MODEL_NAME = "lumbar spine MRI phantom"
 STUDY_DESCRIPTION = "MRI LUMBAR SPINE WO CONTRAST"
 BITS_STORED = 12
-# Acquisition keywords copied into each instance as they are (values from SeriesImage).
+# Acquisition keywords copied into each instance as they are (values from PhantomSeries).
 _NUMERIC = (
     "RepetitionTime",
     "EchoTime",
@@ -66,8 +67,9 @@ class StudyUIDs:
         )
 
 
-def study_uids(study: StudyImages, uid_prefix: str | None = None) -> StudyUIDs:
-    """UIDs for ``study``, from its seed and ``uid_key``.
+def study_uids(study: PhantomStudy, uid_key: str = "", uid_prefix: str | None = None) -> StudyUIDs:
+    """UIDs for ``study``, from its seed and ``uid_key`` (extra entropy, e.g. the size preset, so
+    studies generated from one seed with different settings do not share UIDs).
 
     Raises:
         ValueError: if ``uid_prefix`` is not a valid UID prefix (digits and dots, ending in a dot,
@@ -76,7 +78,7 @@ def study_uids(study: StudyImages, uid_prefix: str | None = None) -> StudyUIDs:
     prefix = uid_prefix or PYDICOM_ROOT_UID
     if not prefix.endswith(".") or len(prefix) > 54 or not prefix.replace(".", "").isdigit():
         raise ValueError(f"invalid UID prefix {prefix!r}")
-    key = f"pacs-node-phantom|{study.seed}|{study.uid_key}"
+    key = f"pacs-node-phantom|{study.seed}|{uid_key}"
     return StudyUIDs(
         study=generate_uid(prefix, entropy_srcs=[key, "study"]),
         frame_of_reference=generate_uid(prefix, entropy_srcs=[key, "frame-of-reference"]),
@@ -86,9 +88,10 @@ def study_uids(study: StudyImages, uid_prefix: str | None = None) -> StudyUIDs:
 
 
 def build_series_datasets(
-    study: StudyImages,
+    study: PhantomStudy,
     index: int,
     *,
+    uid_key: str = "",
     patient: PatientInfo | None = None,
     uid_prefix: str | None = None,
 ) -> list[Dataset]:
@@ -97,6 +100,7 @@ def build_series_datasets(
     Args:
         study: The study.
         index: Which series (its position in ``study.series``; SeriesNumber is ``index + 1``).
+        uid_key: Extra entropy for its UIDs (see :func:`study_uids`).
         patient: Patient and study time; derived from the seed when None.
         uid_prefix: Root for generated UIDs; pydicom's root when None.
 
@@ -110,7 +114,7 @@ def build_series_datasets(
     series = study.series[index]
     _check(series)
     who = patient or PatientInfo.from_seed(study.seed)
-    uids = study_uids(study, uid_prefix)
+    uids = study_uids(study, uid_key, uid_prefix)
     series_uid = uids.series(index, series.role)
     base = _series_base(study, series, index, who, uids, series_uid)
     row = np.array(series.image_orientation[:3], dtype=np.float64)
@@ -141,7 +145,7 @@ def build_series_datasets(
     return out
 
 
-def _check(series: SeriesImage) -> None:
+def _check(series: PhantomSeries) -> None:
     pixels = series.pixels
     if pixels.ndim != 3 or pixels.dtype != np.uint16:
         raise ValueError("pixels must be a (slices, rows, cols) uint16 array")
@@ -165,8 +169,8 @@ def _window(pixels: np.ndarray) -> tuple[str, str]:
 
 
 def _series_base(
-    study: StudyImages,
-    series: SeriesImage,
+    study: PhantomStudy,
+    series: PhantomSeries,
     index: int,
     who: PatientInfo,
     uids: StudyUIDs,

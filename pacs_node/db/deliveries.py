@@ -1,4 +1,4 @@
-"""The delivery ledger: one row per result and destination, with attempts and the next try.
+"""Deliveries: one row per result and destination (by name), with attempts and the next try.
 
 A worker claims a due delivery with a compare-and-set that also pushes its next try into the
 future, so two workers never send the same object at once and a worker that dies mid-send only
@@ -11,64 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from pacs_node.config import Destination
 from pacs_node.db.base import utcnow
-from pacs_node.db.leases import JobPolicy
 from pacs_node.db.tables import Delivery, Result
-
-
-class DeliveryState(StrEnum):
-    """Where one object stands with one destination."""
-
-    PENDING = "pending"
-    SENT = "sent"
-    DEAD = "dead"
-
-
-class Channel(StrEnum):
-    """How an object is delivered."""
-
-    DICOM = "dicom"
-    HL7 = "hl7"
+from pacs_node.destinations import Destinations
+from pacs_node.domain import Channel, DeliveryState, ResultKind
+from pacs_node.policy import JobPolicy
 
 
 def create_deliveries(
-    session: Session,
-    job_id: int,
-    results: Sequence[Result],
-    dicom_destinations: Sequence[Destination],
-    hl7_destination: str | None,
+    session: Session, job_id: int, results: Sequence[Result], destinations: Destinations
 ) -> list[Delivery]:
-    """Add a pending delivery for each result to each destination that takes it.
+    """Add a pending delivery for each result to each destination that takes its kind.
 
-    Every DICOM destination gets the SR; the SEG goes to destinations that show it, key images
-    to those configured for them (``/key-images``); the HL7 message goes to the RIS.
+    Every DICOM destination gets the SR; the SEG goes to ``dicom`` destinations, key images to
+    ``dicom-key-images`` ones; the ORU^R01 goes to the HL7 endpoint.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: if the database fails.
     """
     deliveries = []
     for result in results:
-        if result.kind == "oru":
-            targets = [] if hl7_destination is None else [(Channel.HL7, hl7_destination)]
-        else:
-            targets = [
-                (Channel.DICOM, d.address)
-                for d in dicom_destinations
-                if result.kind not in ("seg", "key_image")
-                or d.key_images == (result.kind == "key_image")
-            ]
-        for channel, destination in targets:
+        for destination in destinations.taking(ResultKind(result.kind)):
             delivery = Delivery(
                 job_id=job_id,
                 result_id=result.id,
-                channel=channel.value,
-                destination=destination,
+                channel=destination.kind.channel.value,
+                destination=destination.name,
                 state=DeliveryState.PENDING.value,
                 attempts=0,
             )
@@ -177,3 +149,15 @@ def channel_states(session: Session, job_id: int, channel: Channel) -> set[Deliv
         .distinct()
     )
     return {DeliveryState(state) for state in rows}
+
+
+def count_deliveries(session: Session, job_id: int) -> int:
+    """How many deliveries a job has, on every channel, in every state.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database fails.
+    """
+    return int(
+        session.scalar(select(func.count()).select_from(Delivery).where(Delivery.job_id == job_id))
+        or 0
+    )

@@ -1,4 +1,4 @@
-"""C-STORE SCU: send encoded objects to one DICOM destination over one association.
+"""C-STORE sender: encoded objects to one DICOM destination over one association.
 
 Each object's outcome is reported separately, so only the objects that failed are sent again.
 Presentation contexts are proposed for exactly the SOP classes and transfer syntaxes of the files,
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -18,30 +17,14 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-from pacs_node.config import Destination
+from pacs_node.destinations import Destination
+from pacs_node.dispatch.attempt import Attempt
 
 LOG = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
 WARNING_STATUSES = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
 """Stored with a warning (coercion, elements discarded): the PACS has the object."""
-
-
-@dataclass(frozen=True)
-class StoreOutcome:
-    """What happened to one object.
-
-    Attributes:
-        path: The file sent.
-        stored: True when the destination answered success or a storage warning.
-        status: The DIMSE status (hex, e.g. ``"0x0000"``), or None when none came back.
-        error: Why it failed, for the delivery record.
-    """
-
-    path: Path
-    stored: bool
-    status: str | None
-    error: str | None = None
 
 
 def _no_delay(event: Event) -> None:
@@ -68,7 +51,7 @@ def send_files(
     *,
     calling_ae: str,
     timeout: float = 60.0,
-) -> list[StoreOutcome]:
+) -> list[Attempt]:
     """C-STORE every file to ``destination`` over one association.
 
     Args:
@@ -88,8 +71,8 @@ def send_files(
     datasets = [pydicom.dcmread(path) for path in paths]
     unreachable = _unreachable(destination, timeout)
     if unreachable is not None:
-        LOG.warning("%s is unreachable: %s", destination.ae_title, unreachable)
-        return [StoreOutcome(path, False, None, unreachable) for path in paths]
+        LOG.warning("%s is unreachable: %s", destination, unreachable)
+        return [Attempt(False, None, unreachable) for _ in paths]
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
@@ -103,29 +86,27 @@ def send_files(
     )
     if not assoc.is_established:
         reason = "association rejected" if assoc.is_rejected else "association failed"
-        LOG.warning(
-            "%s to %s@%s:%d", reason, destination.ae_title, destination.host, destination.port
-        )
-        return [StoreOutcome(path, False, None, reason) for path in paths]
+        LOG.warning("%s to %s", reason, destination)
+        return [Attempt(False, None, reason) for _ in paths]
     outcomes = []
     try:
-        for path, dataset in zip(paths, datasets, strict=True):
-            outcomes.append(_store(assoc, path, dataset))
+        for dataset in datasets:
+            outcomes.append(_store(assoc, dataset))
     finally:
         if assoc.is_established:
             assoc.release()
     return outcomes
 
 
-def _store(assoc: Association, path: Path, dataset: pydicom.Dataset) -> StoreOutcome:
+def _store(assoc: Association, dataset: pydicom.Dataset) -> Attempt:
     if not assoc.is_established:
-        return StoreOutcome(path, False, None, "association lost")
+        return Attempt(False, None, "association lost")
     try:
         status = assoc.send_c_store(dataset)
     except (RuntimeError, ValueError, OSError) as exc:
-        return StoreOutcome(path, False, None, f"C-STORE failed: {exc}")
+        return Attempt(False, None, f"C-STORE failed: {type(exc).__name__}")
     if "Status" not in status:
-        return StoreOutcome(path, False, None, "no response (timeout or abort)")
+        return Attempt(False, None, "no response (timeout or abort)")
     code = int(status.Status)
     stored = code == SUCCESS or code in WARNING_STATUSES
-    return StoreOutcome(path, stored, f"0x{code:04X}", None if stored else "refused by peer")
+    return Attempt(stored, f"0x{code:04X}", None if stored else "refused by peer")

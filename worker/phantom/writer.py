@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pacs_node.phantom.datasets import build_series_datasets, study_uids
-from pacs_node.phantom.truth import (
+from models.labels import load_label_scheme
+from models.phantom import PhantomStudy
+from worker.phantom.datasets import build_series_datasets, study_uids
+from worker.phantom.truth import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TRUTH_FILE,
     labels_file,
     write_label_volume,
 )
-from pacs_node.phantom.types import PatientInfo, StudyImages, WrittenSeries, WrittenStudy
+from worker.phantom.types import PatientInfo, WrittenSeries, WrittenStudy
 
 
 def write_study(
-    study: StudyImages,
+    study: PhantomStudy,
     out_dir: Path,
     *,
+    uid_key: str = "",
     patient: PatientInfo | None = None,
     uid_prefix: str | None = None,
 ) -> WrittenStudy:
@@ -31,6 +34,7 @@ def write_study(
     Args:
         study: The study.
         out_dir: The study's folder (created if missing).
+        uid_key: Extra entropy for its UIDs (e.g. the size preset it was generated with).
         patient: Patient and study time; derived from the seed when None.
         uid_prefix: Root for generated UIDs; pydicom's root when None.
 
@@ -44,10 +48,12 @@ def write_study(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     who = patient or PatientInfo.from_seed(study.seed)
-    uids = study_uids(study, uid_prefix)
+    uids = study_uids(study, uid_key, uid_prefix)
     written = []
     for index, series in enumerate(study.series):
-        datasets = build_series_datasets(study, index, patient=who, uid_prefix=uid_prefix)
+        datasets = build_series_datasets(
+            study, index, uid_key=uid_key, patient=who, uid_prefix=uid_prefix
+        )
         folder = out / f"{index + 1:02d}_{series.role}"
         folder.mkdir(exist_ok=True)
         paths = []
@@ -82,7 +88,7 @@ def write_study(
         "visible_structures": study.visible_structures,
         "centres": {k: list(v) for k, v in study.centres.items()},
         "anatomy": study.anatomy,
-        "label_names": {str(k): v for k, v in sorted(study.label_names.items())},
+        "label_names": {str(s.value): s.name for s in load_label_scheme().structures},
         "series": [
             {
                 "role": w.role,
