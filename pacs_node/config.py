@@ -26,7 +26,7 @@ from pacs_node.destinations import Destination, DestinationKind, Destinations
 from pacs_node.errors import ConfigError, SettingError
 from pacs_node.hl7.addressing import Hl7Addressing
 from pacs_node.policy import POLICY_NAMES, JobPolicy
-from pacs_node.validation import validate_ae_title, validate_uid_root
+from pacs_node.validation import check_limits, validate_ae_title, validate_uid_root
 
 ENV_PREFIX = "PACS_NODE_"
 
@@ -84,11 +84,6 @@ def _port(raw: object) -> int:
     if not 0 <= port <= 65535:
         raise ValueError(f"{port} is not a port number (0 to 65535)")
     return port
-
-
-def _shown(value: float) -> str:
-    """A number as a person would write it (``-1``, not ``-1.0``)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # Numeric settings that must be above zero, and those with a least value they may take.
@@ -174,7 +169,7 @@ class Settings:
         Raises:
             SettingError: naming the first setting whose value is malformed or out of range.
         """
-        self._check_numbers()
+        check_limits(self, _POSITIVE, _AT_LEAST)
         self._check_network()
         self._check_site_identity()
         if self.log_level.upper() not in _LOG_LEVELS:
@@ -185,16 +180,6 @@ class Settings:
             raise SettingError("log_format", f"must be text or json, not {self.log_format!r}")
         if _DEVICE_RE.fullmatch(self.device) is None:
             raise SettingError("device", f"{self.device!r} is not auto, cpu, cuda or cuda:N")
-
-    def _check_numbers(self) -> None:
-        for setting in _POSITIVE:
-            value = getattr(self, setting)
-            if not value > 0:
-                raise SettingError(setting, f"must be positive, not {_shown(value)}")
-        for setting, least in _AT_LEAST.items():
-            value = getattr(self, setting)
-            if not value >= least:
-                raise SettingError(setting, f"must be at least {least}, not {_shown(value)}")
 
     def _check_network(self) -> None:
         for setting in _NOT_EMPTY:

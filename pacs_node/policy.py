@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pacs_node.errors import SettingError
+from pacs_node.validation import check_limits
 
 _AT_LEAST_ONE = ("max_attempts", "delivery_max_attempts")
 
@@ -49,13 +49,12 @@ class JobPolicy:
         Raises:
             SettingError: naming the first limit out of range.
         """
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if item.name in _AT_LEAST_ONE:
-                if not value >= 1:
-                    raise SettingError(item.name, f"must be at least 1, not {value:g}")
-            elif not value > 0:
-                raise SettingError(item.name, f"must be positive, not {value:g}")
+        names = [item.name for item in dataclasses.fields(self)]
+        check_limits(
+            self,
+            positive=[n for n in names if n not in _AT_LEAST_ONE],
+            at_least=dict.fromkeys(_AT_LEAST_ONE, 1),
+        )
 
     def delivery_backoff(self, attempts: int) -> timedelta:
         """Delay before the next try after ``attempts`` failed tries (exponential, capped)."""

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 
-from pacs_node.errors import InvalidIdentifierError
+from pacs_node.errors import InvalidIdentifierError, SettingError
 
 # PS3.5 §9.1: components of digits separated by '.', no leading zero unless the component is
 # "0", at most 64 characters in all.
@@ -85,3 +86,27 @@ def validate_hl7_name(name: object, what: str = "HL7 name") -> str:
     if not isinstance(name, str) or _HL7_NAME_RE.fullmatch(name) is None:
         raise InvalidIdentifierError(f"invalid {what}: {name!r}")
     return name
+
+
+def check_limits(
+    owner: object, positive: Iterable[str] = (), at_least: Mapping[str, float] | None = None
+) -> None:
+    """Check numeric settings of ``owner`` (by attribute name): those in ``positive`` must be
+    above zero, those in ``at_least`` at least their bound.
+
+    Raises:
+        SettingError: naming the first setting out of range.
+    """
+    for setting in positive:
+        value = getattr(owner, setting)
+        if not value > 0:
+            raise SettingError(setting, f"must be positive, not {_shown(value)}")
+    for setting, least in (at_least or {}).items():
+        value = getattr(owner, setting)
+        if not value >= least:
+            raise SettingError(setting, f"must be at least {least:g}, not {_shown(value)}")
+
+
+def _shown(value: float) -> str:
+    """A number as a person would write it (``-1``, not ``-1.0``)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
