@@ -41,25 +41,29 @@ def _escape(match: re.Match[str]) -> str:
     return repr(match.group())[1:-1]
 
 
-def redact(text: str, *, thorough: bool = True) -> str:
+def _scrub(text: str, thorough: bool) -> str:
     """``text`` without UIDs and, when ``thorough``, without quoted values, person names and
+    long numbers (control characters left as they are)."""
+    text = _UID.sub("<uid>", text)
+    if thorough:
+        text = _NAME_OR_NUMBER.sub(REDACTED, _QUOTED.sub(REDACTED, text))
+    return text
+
+
+def redact(text: str, *, thorough: bool = True) -> str:
+    """``text`` scrubbed of UIDs and, when ``thorough``, of quoted values, person names and
     long numbers; control characters (newlines included) escaped.
 
     Use it for any text that may quote received data before it reaches a log or an error
     record (exception messages of parsers, values of malformed elements).
     """
-    text = _UID.sub("<uid>", text)
-    if thorough:
-        text = _QUOTED.sub(REDACTED, text)
-        text = _NAME_OR_NUMBER.sub(REDACTED, text)
-    return _CONTROL.sub(_escape, text)
+    return _CONTROL.sub(_escape, _scrub(text, thorough))
 
 
 def _redact_block(text: str) -> str:
-    """A multi-line text (a traceback) redacted, control characters other than newlines
-    escaped, and every line indented so none can pass for a record of its own."""
-    text = _QUOTED.sub(REDACTED, _UID.sub("<uid>", text))
-    text = _CONTROL_BUT_NEWLINE.sub(_escape, _NAME_OR_NUMBER.sub(REDACTED, text))
+    """A multi-line text (a traceback) scrubbed thoroughly, control characters other than
+    newlines escaped, and every line indented so none can pass for a record of its own."""
+    text = _CONTROL_BUT_NEWLINE.sub(_escape, _scrub(text, thorough=True))
     return "\n".join(EXCEPTION_INDENT + line for line in text.splitlines())
 
 

@@ -20,7 +20,7 @@ from pacs_node.config import Settings
 from pacs_node.db.leases import claim_job, fail_attempt
 from pacs_node.db.node_identity import read_node_identity
 from pacs_node.db.study_inputs import StudyInputs, study_inputs
-from pacs_node.destinations import DestinationKind
+from pacs_node.domain import ResultKind
 from pacs_node.queue import WorkQueue
 from pacs_node.results.identity import DEFAULT_UID_PREFIX, job_result_key
 from pacs_node.results.inputs import ResultContext
@@ -132,9 +132,7 @@ class AnalysisStage:
             role.value: [self._spool.path_of(p) for p in paths]
             for role, paths in inputs.series.items()
         }
-        key_images = any(
-            d.kind is DestinationKind.DICOM_KEY_IMAGES for d in self._settings.registry
-        )
+        key_images = bool(self._settings.registry.taking(ResultKind.KEY_IMAGE))
         return analyse_study(files, self._model.get(), context, key_images=key_images)
 
     def _context(self, session: Session, inputs: StudyInputs) -> ResultContext:
