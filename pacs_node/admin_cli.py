@@ -58,7 +58,12 @@ def add_parsers(commands: Any) -> None:
     token_actions = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = token_actions.add_parser("create", help="create a token; its secret is shown once")
     create.add_argument("name")
-    create.add_argument("--role", choices=[r.value for r in Role], default=Role.VIEWER.value)
+    create.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.VIEWER.value,
+        help="viewer: read; sender: store by STOW-RS only; admin: everything",
+    )
     token_list = token_actions.add_parser("list", help="tokens (never their secrets)")
     token_list.add_argument("--json", action="store_true")
     revoke = token_actions.add_parser("revoke", help="revoke a token now")

@@ -7,6 +7,9 @@ A study is complete when one of these holds (mercure-style triggers):
   instance, and the protocol's required series (a sagittal T2) are present;
 * forced: an admin asked for it.
 
+A study the node fetched from a source (:mod:`pacs_node.retrieve`) completes by the same
+triggers; its job records the trigger ``retrieved`` (or ``prior``) and who asked.
+
 Completion is a compare-and-set on the study row, so an instance arriving at the same moment
 reopens the study rather than being lost. A study that already had a job gets a new job
 version which supersedes the previous one (late series). The job is enqueued only after the
@@ -25,19 +28,22 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs_node.config import Settings
 from pacs_node.db.base import utcnow
 from pacs_node.db.jobs import create_job
+from pacs_node.db.retrievals import awaited_retrieval
 from pacs_node.db.tables import Series, Study
 from pacs_node.domain import (
     CompletionTrigger,
     InstanceOrigin,
     JobState,
+    RetrievalPurpose,
     SeriesRole,
     StudyStatus,
 )
 from pacs_node.errors import StudyIncompleteError
 from pacs_node.queue import JobQueue
-from pacs_node.selection import SelectionRules
+from pacs_node.selection import SelectionRules, load_rules
 from pacs_node.validation import validate_uid
 
 LOG = logging.getLogger(__name__)
@@ -73,6 +79,23 @@ class StudyAssembler:
         self._quiet = timedelta(seconds=quiet_seconds)
         self._grace = timedelta(seconds=release_grace_seconds)
         self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, sessions: sessionmaker[Session], queue: JobQueue
+    ) -> StudyAssembler:
+        """The assembler of a node with ``settings``.
+
+        Raises:
+            ConfigError: if the selection rules cannot be loaded.
+        """
+        return cls(
+            sessions,
+            load_rules(settings.selection_rules),
+            queue,
+            quiet_seconds=settings.quiet_seconds,
+            release_grace_seconds=settings.release_grace_seconds,
+        )
 
     def force_complete(self, study_instance_uid: str) -> None:
         """Ask for a study to be completed at the next check.
@@ -171,17 +194,23 @@ class StudyAssembler:
             )
             if won.rowcount != 1:  # type: ignore[attr-defined]
                 return None  # a new instance arrived meanwhile; the study stays open
+            study_uid = session.scalar(select(Study.study_instance_uid).where(Study.id == study_id))
+            assert study_uid is not None
+            retrieval = awaited_retrieval(session, study_uid)
+            if retrieval is not None:
+                trigger = RetrievalPurpose(retrieval.purpose).trigger
             job = create_job(
                 session,
                 study_id=study_id,
                 state=JobState.QUEUED,
                 trigger=trigger.value,
                 skip_reason=reason,
+                requested_by=None if retrieval is None else retrieval.requested_by,
             )
-            study_uid = session.scalar(select(Study.study_instance_uid).where(Study.id == study_id))
+            if retrieval is not None:
+                retrieval.job_id = job.id
             job_id = job.id
             session.commit()
-        assert study_uid is not None
         LOG.info(
             "study complete (%s): job %d queued%s",
             trigger.value,

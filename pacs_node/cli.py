@@ -1,4 +1,4 @@
-"""The edge's commands of ``pacs-node``: serve, db, force-complete, jobs and tokens.
+"""The edge's commands of ``pacs-node``: serve, db, force-complete, retrieve, jobs and tokens.
 
 The ``pacs-node`` command itself is :mod:`worker.main`, which adds the commands that need the ML
 stack and, for the embedded mode, the in-process worker; this package never imports either.
@@ -14,11 +14,12 @@ from typing import Any
 
 from pacs_node import admin_cli
 from pacs_node.config import Settings
+from pacs_node.retrieve import command as retrieve_command
 from pacs_node.service import EmbeddedWorkerStarter
 
 LOG = logging.getLogger(__name__)
 
-EDGE_COMMANDS = ("serve", "db", "force-complete", *admin_cli.COMMANDS)
+EDGE_COMMANDS = ("serve", "db", "force-complete", "retrieve", *admin_cli.COMMANDS)
 
 
 def add_parsers(commands: Any) -> None:
@@ -28,6 +29,7 @@ def add_parsers(commands: Any) -> None:
     db.add_argument("action", choices=["upgrade", "check"])
     force = commands.add_parser("force-complete", help="complete a study now")
     force.add_argument("study_instance_uid")
+    retrieve_command.add_parser(commands)
     admin_cli.add_parsers(commands)
 
 
@@ -46,6 +48,8 @@ def run(
         return _db(settings, args.action)
     if args.command == "force-complete":
         return _force_complete(settings, args.study_instance_uid)
+    if args.command == "retrieve":
+        return retrieve_command.run(args, settings)
     return admin_cli.run(args, settings)
 
 
@@ -91,16 +95,11 @@ def _db(settings: Settings, action: str) -> int:
 def _force_complete(settings: Settings, study_uid: str) -> int:
     from pacs_node.assembly import StudyAssembler
     from pacs_node.db.session import make_engine, make_session_factory
-    from pacs_node.selection import load_rules
     from pacs_node.service import make_queue
 
     engine = make_engine(settings.database_url)
-    assembler = StudyAssembler(
-        make_session_factory(engine),
-        load_rules(settings.selection_rules),
-        make_queue(settings),
-        quiet_seconds=settings.quiet_seconds,
-        release_grace_seconds=settings.release_grace_seconds,
+    assembler = StudyAssembler.from_settings(
+        settings, make_session_factory(engine), make_queue(settings)
     )
     assembler.force_complete(study_uid)
     for done in assembler.tick():

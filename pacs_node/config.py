@@ -11,21 +11,25 @@ field name when :class:`Settings` is built directly, the environment variable or
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pacs_node.destinations import Destination, DestinationKind, Destinations
+from pacs_node.destinations import Destination, DestinationKind, Destinations, Secret
 from pacs_node.errors import ConfigError, SettingError
 from pacs_node.hl7.addressing import Hl7Addressing
 from pacs_node.policy import POLICY_NAMES, JobPolicy
+from pacs_node.sources import Source, Sources
 from pacs_node.validation import check_limits, validate_ae_title, validate_uid_root
 
 ENV_PREFIX = "PACS_NODE_"
@@ -89,6 +93,7 @@ def _port(raw: object) -> int:
 # Numeric settings that must be above zero, and those with a least value they may take.
 _POSITIVE = ("quiet_seconds", "network_timeout", "acse_timeout", "dimse_timeout")
 _AT_LEAST = {
+    "prior_lookback_days": 1,
     "release_grace_seconds": 0,
     "max_pdu_size": 0,
     "min_free_bytes": 0,
@@ -128,6 +133,20 @@ class Settings:
     # DICOM destinations (kinds dicom, dicom-key-images) and the RIS (kind hl7).
     destinations: tuple[Destination, ...] = ()
     hl7_endpoint: Destination | None = None
+    # Credentials of DICOMweb destinations by name (NAME=bearer:TOKEN or NAME=basic:USER:PASSWORD),
+    # and a TOML file of them ([NAME] token, or username and password); never logged or shown.
+    dicomweb_credentials: Mapping[str, Secret] = field(default_factory=dict)
+    dicomweb_credentials_file: Path | None = None
+    # CA bundle the https certificates of DICOMweb destinations are checked against (None: certifi).
+    dicomweb_ca_file: Path | None = None
+    # PACS the node queries and retrieves from (C-FIND, then C-MOVE or C-GET), by name.
+    sources: tuple[Source, ...] = ()
+    # Compare each analysed study with the patient's latest earlier lumbar MRI on a source.
+    priors: bool = False
+    # The source priors are looked for on ("" = the only configured source).
+    priors_source: str = ""
+    # How far back a prior may be, in days.
+    prior_lookback_days: int = 1825
     # Also send an ORU^R01 for a study out of intended use (off: the RIS hears of analysed ones).
     hl7_not_analysed: bool = False
     # MSH-3 to MSH-6 as the site's interface engine routes them, and MSH-11 (P, T or D).
@@ -170,6 +189,7 @@ class Settings:
             SettingError: naming the first setting whose value is malformed or out of range.
         """
         check_limits(self, _POSITIVE, _AT_LEAST)
+        self._check_dicomweb()
         self._check_network()
         self._check_site_identity()
         if self.log_level.upper() not in _LOG_LEVELS:
@@ -205,6 +225,14 @@ class Settings:
             raise SettingError("hl7_endpoint", "must be an HL7 (MLLP) endpoint")
         with _about("destinations"):
             self.registry  # noqa: B018 - built to be validated
+        with _about("sources"):
+            Sources(self.sources)
+        if self.priors_source and self.prior_source is None:
+            raise SettingError("priors_source", f"no source is named {self.priors_source!r}")
+        if self.priors and self.prior_source is None:
+            raise SettingError(
+                "priors", "needs exactly one source in sources, or priors_source naming one"
+            )
 
     def _check_site_identity(self) -> None:
         for setting, part in _HL7_FIELDS.items():
@@ -230,7 +258,62 @@ class Settings:
     def registry(self) -> Destinations:
         """Every destination by name: the DICOM ones and the HL7 endpoint."""
         hl7 = () if self.hl7_endpoint is None else (self.hl7_endpoint,)
-        return Destinations((*self.destinations, *hl7))
+        return Destinations((*map(self._with_access, self.destinations), *hl7))
+
+    def _check_dicomweb(self) -> None:
+        """Credentials only for DICOMweb destinations, each given once; a loadable CA bundle."""
+        web = {d.name for d in self.destinations if d.kind is DestinationKind.DICOMWEB}
+        given = {
+            "dicomweb_credentials": self.dicomweb_credentials,
+            "dicomweb_credentials_file": self._file_credentials,
+        }
+        for setting, credentials in given.items():
+            with _about(setting):
+                if not all(isinstance(c, Secret) for c in credentials.values()):
+                    raise TypeError("credentials must be Secret values")
+                unknown = sorted(set(credentials) - web)
+                if unknown:
+                    raise ValueError(f"no DICOMweb destination is named {', '.join(unknown)}")
+        twice = sorted(set(self.dicomweb_credentials) & set(self._file_credentials))
+        if twice:
+            raise SettingError(
+                "dicomweb_credentials",
+                f"{', '.join(twice)} also in dicomweb_credentials_file: give credentials once",
+            )
+        if self.dicomweb_ca_file is not None:
+            with _about("dicomweb_ca_file"):
+                _check_ca_file(self.dicomweb_ca_file)
+
+    @cached_property
+    def _file_credentials(self) -> Mapping[str, Secret]:
+        """The credentials in ``dicomweb_credentials_file``, read once."""
+        if self.dicomweb_credentials_file is None:
+            return {}
+        with _about("dicomweb_credentials_file"):
+            return _read_credentials_file(self.dicomweb_credentials_file)
+
+    def _with_access(self, destination: Destination) -> Destination:
+        """``destination`` with its credentials and CA bundle when it is a DICOMweb server."""
+        if destination.kind is not DestinationKind.DICOMWEB:
+            return destination
+        credentials = {**self._file_credentials, **self.dicomweb_credentials}
+        return dataclasses.replace(
+            destination,
+            authorization=credentials.get(destination.name),
+            ca_file=self.dicomweb_ca_file,
+        )
+
+    @property
+    def source_registry(self) -> Sources:
+        """Every source by name."""
+        return Sources(self.sources)
+
+    @property
+    def prior_source(self) -> Source | None:
+        """The source priors are looked for on (None when it is not configured)."""
+        if self.priors_source:
+            return self.source_registry.named(self.priors_source)
+        return self.sources[0] if len(self.sources) == 1 else None
 
     @property
     def accepts_any_ae(self) -> bool:
@@ -256,6 +339,11 @@ class Settings:
                 "no PACS_NODE_DESTINATIONS and no PACS_NODE_HL7_ENDPOINT: results are made and "
                 "kept in the spool but sent nowhere"
             )
+        doubts.extend(
+            f"DICOMweb destination {d} gets its credentials over plain http: use https"
+            for d in self.registry
+            if d.authorization is not None and d.url.startswith("http://")
+        )
         return doubts
 
     def replace(self, **changes: Any) -> Settings:
@@ -291,9 +379,14 @@ def _convert(name: str, raw: Any) -> Any:
                 return tuple(a.strip() for a in items if a.strip())
             case "destinations":
                 items = raw.split(",") if isinstance(raw, str) else list(raw)
-                return tuple(Destination.parse_dicom(d) for d in items if d.strip())
+                return tuple(Destination.parse(d) for d in items if d.strip())
+            case "dicomweb_credentials":
+                return _web_credentials(raw)
             case "hl7_endpoint":
                 return Destination.parse_hl7(raw)
+            case "sources":
+                items = raw.split(",") if isinstance(raw, str) else list(raw)
+                return tuple(Source.parse(item) for item in items if item.strip())
         if kind.startswith("bool"):
             return _boolean(raw)
         if kind.startswith("Path"):
@@ -321,6 +414,111 @@ def _boolean(raw: Any) -> bool:
     if value is None:
         raise ValueError(f"must be true or false, not {raw!r}")
     return value
+
+
+_CREDENTIALS_FORM = "NAME=bearer:TOKEN or NAME=basic:USER:PASSWORD"
+_TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+def _bearer(token: object) -> Secret:
+    """The ``Authorization`` header of a bearer token.
+
+    Raises:
+        ValueError: if the token is not one (the message never quotes it).
+    """
+    if not isinstance(token, str) or _TOKEN_RE.fullmatch(token) is None:
+        raise ValueError("the token must be letters, digits and - . _ ~ + / (then any =)")
+    return Secret(f"Bearer {token}")
+
+
+def _basic(username: object, password: object) -> Secret:
+    """The ``Authorization`` header of HTTP basic authentication.
+
+    Raises:
+        ValueError: if the user name or password is empty, not text or holds control characters
+            (the message never quotes them).
+    """
+    for what, value in (("user name", username), ("password", password)):
+        if not isinstance(value, str) or not value or not value.isprintable():
+            raise ValueError(f"the {what} must be printable text, not empty")
+    if ":" in str(username):
+        raise ValueError("the user name must not contain ':'")
+    pair = f"{username}:{password}".encode()
+    return Secret(f"Basic {base64.b64encode(pair).decode('ascii')}")
+
+
+def _web_credentials(raw: Any) -> dict[str, Secret]:
+    """``NAME=bearer:TOKEN`` and ``NAME=basic:USER:PASSWORD`` entries (comma-separated text or a
+    list) as ``Authorization`` headers by destination name.
+
+    Raises:
+        ValueError: naming a malformed entry by its position, never quoting it.
+    """
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    entries = [str(item).strip() for item in items if str(item).strip()]
+    credentials: dict[str, Secret] = {}
+    for number, entry in enumerate(entries, 1):
+        try:
+            name, authorization = _credential_entry(entry)
+            if name in credentials:
+                raise ValueError(f"{name} is named twice")
+        except ValueError as exc:
+            raise ValueError(f"entry {number}: {exc}") from None
+        credentials[name] = authorization
+    return credentials
+
+
+def _credential_entry(entry: str) -> tuple[str, Secret]:
+    """One ``NAME=bearer:TOKEN`` or ``NAME=basic:USER:PASSWORD``.
+
+    Raises:
+        ValueError: if it is malformed (the message never quotes it).
+    """
+    name, equals, credential = entry.partition("=")
+    scheme, _, secret = credential.partition(":")
+    if not (equals and name.strip()) or scheme not in ("bearer", "basic"):
+        raise ValueError(f"it is not {_CREDENTIALS_FORM}")
+    if scheme == "bearer":
+        return name.strip(), _bearer(secret)
+    username, _, password = secret.partition(":")
+    return name.strip(), _basic(username, password)
+
+
+_FILE_KEYS = {frozenset({"token"}), frozenset({"username", "password"})}
+
+
+def _read_credentials_file(path: Path) -> dict[str, Secret]:
+    """A TOML file of ``[NAME]`` tables holding ``token``, or ``username`` and ``password``.
+
+    Raises:
+        ValueError: if it cannot be read or a table is malformed (never quoting a secret).
+    """
+    try:
+        tables = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not TOML: {exc}") from None
+    credentials = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict) or frozenset(table) not in _FILE_KEYS:
+            raise ValueError(f"[{name}] in {path} must hold token, or username and password")
+        try:
+            if "token" in table:
+                credentials[name] = _bearer(table["token"])
+            else:
+                credentials[name] = _basic(table["username"], table["password"])
+        except ValueError as exc:
+            raise ValueError(f"[{name}] in {path}: {exc}") from None
+    return credentials
+
+
+def _check_ca_file(path: Path) -> None:
+    """Raises ValueError if ``path`` is not a readable bundle of CA certificates."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except OSError as exc:  # ssl.SSLError included
+        raise ValueError(f"cannot load CA certificates from {path}: {exc.strerror}") from None
 
 
 def load_settings(

@@ -61,6 +61,32 @@ class CompletionTrigger(StrEnum):
     QUIET_PERIOD = "quiet_period"
     RELEASED_WITH_PROTOCOL = "released_with_protocol"
     FORCED = "forced"
+    RETRIEVED = "retrieved"
+    """Fetched from a source on request (``pacs-node retrieve``, the API)."""
+    PRIOR = "prior"
+    """Fetched as the prior of another study: analysed for comparison, its results not sent."""
+
+
+class RetrievalPurpose(StrEnum):
+    """Why the node fetched a study from a source."""
+
+    ON_DEMAND = "on_demand"
+    PRIOR = "prior"
+
+    @property
+    def trigger(self) -> CompletionTrigger:
+        """The completion trigger of the job the fetched study gets."""
+        if self is RetrievalPurpose.PRIOR:
+            return CompletionTrigger.PRIOR
+        return CompletionTrigger.RETRIEVED
+
+
+class RetrievalState(StrEnum):
+    """Where a retrieval stands."""
+
+    RETRIEVING = "retrieving"
+    RETRIEVED = "retrieved"
+    FAILED = "failed"
 
 
 class ResultKind(StrEnum):
@@ -88,5 +114,7 @@ class DeliveryState(StrEnum):
     """Where one object stands with one destination."""
 
     PENDING = "pending"
+    COMMITTING = "committing"
+    """Stored, waiting for the PACS's storage commitment (N-EVENT-REPORT)."""
     SENT = "sent"
     DEAD = "dead"

@@ -106,7 +106,7 @@ class DatabaseCollector(Collector):
         yield queue
         by_state = GaugeMetricFamily(
             f"{NAMESPACE}_deliveries",
-            "Deliveries by channel (dicom, hl7) and state (pending, sent, dead)",
+            "Deliveries by channel (dicom, hl7) and state (pending, committing, sent, dead)",
             labels=["channel", "state"],
         )
         for channel, state, count in deliveries:

@@ -31,6 +31,8 @@ class JobPolicy:
         delivery_backoff_seconds: First retry delay of a failed delivery; doubles each attempt.
         delivery_backoff_max_seconds: Longest retry delay.
         delivery_attempt_seconds: How long one delivery attempt may hold its object.
+        commitment_timeout_seconds: How long a destination flagged ``/commit`` has to report
+            storage commitment of a stored object before the attempt counts as failed.
     """
 
     lease_seconds: float = 60.0
@@ -42,6 +44,7 @@ class JobPolicy:
     delivery_backoff_seconds: float = 30.0
     delivery_backoff_max_seconds: float = 3600.0
     delivery_attempt_seconds: float = 300.0
+    commitment_timeout_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         """Check every limit.

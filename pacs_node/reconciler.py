@@ -7,7 +7,12 @@ Each :meth:`Reconciler.tick` (run periodically by ``serve``):
 * enqueues again ``queued`` jobs untouched for ``requeue_after_seconds`` (a lost message, a broker
   restarted without persistence);
 * wakes delivery for jobs whose deliveries are due (retries after backoff, a lost delivery
-  message, an admin replay) and for ``results_ready`` jobs whose delivery message was lost.
+  message, an admin replay), for ``results_ready`` jobs whose delivery message was lost, and for
+  ``delivering`` jobs with nothing left pending or ``committing`` (a storage commitment report
+  whose wake-up was lost);
+* fails the attempts whose storage commitment a destination did not report within
+  ``commitment_timeout_seconds`` (retried after the backoff, dead after the limit) and wakes their
+  jobs.
 
 Duplicate messages are harmless: every worker step is a compare-and-set.
 """
@@ -19,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.db.base import utcnow
+from pacs_node.db.deliveries import expire_commitments
 from pacs_node.db.leases import expire_leases
 from pacs_node.db.tables import Delivery, Job
 from pacs_node.domain import DeliveryState, JobState
@@ -49,6 +55,7 @@ class ReconcileReport:
     expired: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
     delivery_woken: list[int] = field(default_factory=list)
+    commitments_expired: list[int] = field(default_factory=list)
 
 
 class Reconciler:
@@ -77,8 +84,10 @@ class Reconciler:
         with self._sessions.begin() as session:
             expired = expire_leases(session, self._policy, now)
             requeued = self._touch(session, self._stale_queued(session, stale, expired), now)
-            woken = self._touch(session, self._delivery_due(session, stale, now), now)
-        report = ReconcileReport(expired, requeued, woken)
+            uncommitted = expire_commitments(session, self._policy, now)
+            due = self._delivery_due(session, stale, now)
+            woken = self._touch(session, sorted({*due, *uncommitted}), now)
+        report = ReconcileReport(expired, requeued, woken, uncommitted)
         for job_id in [*expired, *requeued]:
             self._send(self._queue.enqueue, job_id)
         for job_id in woken:
@@ -104,11 +113,15 @@ class Reconciler:
             )
             .distinct()
         )
+        unsettled = select(Delivery.job_id).where(
+            Delivery.state.in_([DeliveryState.PENDING.value, DeliveryState.COMMITTING.value])
+        )
+        settled = and_(Job.state == JobState.DELIVERING.value, Job.id.not_in(unsettled))
         rows = session.scalars(
             select(Job.id).where(
                 Job.state.in_([s.value for s in DELIVERY_STATES]),
                 Job.updated_at <= stale,
-                or_(Job.id.in_(due), Job.state == JobState.RESULTS_READY.value),
+                or_(Job.id.in_(due), Job.state == JobState.RESULTS_READY.value, settled),
             )
         )
         return list(rows)

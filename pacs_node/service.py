@@ -22,11 +22,12 @@ from pacs_node.checks import check_startup
 from pacs_node.config import Settings
 from pacs_node.db.ledger import InstanceLedger
 from pacs_node.db.session import make_engine, make_session_factory
+from pacs_node.dispatch.commitment import CommitmentLedger
 from pacs_node.errors import StartupError
+from pacs_node.instance_store import InstanceStore
 from pacs_node.queue import CeleryJobQueue, WorkQueue
 from pacs_node.reconciler import Reconciler
 from pacs_node.scp.server import RunningSCP, start_scp
-from pacs_node.selection import load_rules
 from pacs_node.spool import Spool
 
 LOG = logging.getLogger(__name__)
@@ -133,18 +134,16 @@ class EdgeService:
         ledger = InstanceLedger(sessions)
         spool = Spool(settings.spool_dir, settings.min_free_bytes)
         queue = queue or start_worker_queue(settings, embedded_worker)
-        assembler = StudyAssembler(
-            sessions,
-            load_rules(settings.selection_rules),
-            queue,
-            quiet_seconds=settings.quiet_seconds,
-            release_grace_seconds=settings.release_grace_seconds,
-        )
+        assembler = StudyAssembler.from_settings(settings, sessions, queue)
         reconciler = Reconciler(sessions, queue, policy)
-        app = create_app(settings, sessions, queue=queue, assembler=assembler)
+        # One store for C-STORE and STOW-RS: both lock the same SOP Instance UIDs.
+        store = InstanceStore(spool, ledger)
+        app = create_app(settings, sessions, queue=queue, assembler=assembler, store=store)
         api = ApiServer.start(app, settings.api_host, settings.api_port)
         try:
-            scp = start_scp(settings, spool, ledger)
+            # Storage commitment reports settle deliveries, then wake their jobs.
+            commitments = CommitmentLedger(sessions, policy, queue.enqueue_delivery)
+            scp = start_scp(settings, spool, ledger, commitments, store)
         except Exception:
             api.stop()
             queue.stop()

@@ -1,8 +1,11 @@
 """Analyse: take a queued job under a lease, run the model (or report why not), store results.
 
-A job for a study out of intended use takes the same path with one result, the SR that says why
-the study was not analysed, and the model is not loaded for it. A failed attempt puts the job back
-in the queue, or ends it ``failed`` once its attempts are used up (a poison study).
+With priors on, the patient's prior study is found, fetched and analysed first
+(:mod:`worker.priors`) and the results say what changed since; a prior's own job keeps its
+results and sends them nowhere. A job for a study out of intended use takes the same path with
+one result, the SR that says why the study was not analysed, and the model is not loaded for it.
+A failed attempt puts the job back in the queue, or ends it ``failed`` once its attempts are used
+up (a poison study).
 """
 
 from __future__ import annotations
@@ -16,18 +19,22 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs_node.assembly import StudyAssembler
 from pacs_node.config import Settings
 from pacs_node.db.leases import claim_job, fail_attempt
 from pacs_node.db.node_identity import read_node_identity
 from pacs_node.db.study_inputs import StudyInputs, study_inputs
-from pacs_node.domain import ResultKind
+from pacs_node.destinations import Destinations
+from pacs_node.domain import CompletionTrigger, ResultKind
 from pacs_node.queue import WorkQueue
+from pacs_node.results.comparison import PriorReport
 from pacs_node.results.identity import DEFAULT_UID_PREFIX, job_result_key
 from pacs_node.results.inputs import ResultContext
 from pacs_node.spool import Spool
 from pacs_node.version import SOFTWARE_VERSION
 from worker.lease import LeaseKeeper, LeaseLostError, worker_identity
 from worker.pipeline import Predictor, ResultBundle, analyse_study, report_not_analysed
+from worker.priors import PriorComparer
 from worker.result_store import store_results
 
 LOG = logging.getLogger(__name__)
@@ -71,6 +78,13 @@ class AnalysisStage:
         self._spool = spool
         self._queue = queue
         self._model = model
+        self._priors = PriorComparer(
+            settings,
+            sessions,
+            spool,
+            complete=StudyAssembler.from_settings(settings, sessions, queue).force_complete,
+            analyse=self.run,
+        )
 
     def run(self, job_id: int) -> bool:
         """Analyse a queued job; on success its results are stored and delivery is enqueued.
@@ -92,9 +106,10 @@ class AnalysisStage:
         LOG.info("job %d: analysing", job_id)
         try:
             with LeaseKeeper(self._sessions, job_id, owner, policy):
-                bundle = self._results(inputs, context)
+                prior = self._priors.report_for(job_id, inputs)
+                bundle = self._results(inputs, context, prior)
                 store_results(
-                    self._sessions, self._spool, self._settings.registry, job_id, owner, bundle
+                    self._sessions, self._spool, self._destinations(inputs), job_id, owner, bundle
                 )
         except LeaseLostError:
             # Over its time limit or taken over after a stall: the reconciler already counted
@@ -111,8 +126,17 @@ class AnalysisStage:
         self._queue.enqueue_delivery(job_id)
         return True
 
-    def _results(self, inputs: StudyInputs, context: ResultContext) -> ResultBundle:
-        """The model's results or, for a study out of intended use, the report of why not.
+    def _destinations(self, inputs: StudyInputs) -> Destinations:
+        """Where the job's results go: nowhere for a prior (fetched to be compared with)."""
+        if inputs.trigger == CompletionTrigger.PRIOR:
+            return Destinations()
+        return self._settings.registry
+
+    def _results(
+        self, inputs: StudyInputs, context: ResultContext, prior: PriorReport | None
+    ) -> ResultBundle:
+        """The model's results (compared with the ``prior`` report, if any) or, for a study out
+        of intended use, the report of why not.
 
         Raises:
             ValueError: if the study lacks a usable SAG_T2 series or its results cannot be
@@ -132,8 +156,8 @@ class AnalysisStage:
             role.value: [self._spool.path_of(p) for p in paths]
             for role, paths in inputs.series.items()
         }
-        key_images = bool(self._settings.registry.taking(ResultKind.KEY_IMAGE))
-        return analyse_study(files, self._model.get(), context, key_images=key_images)
+        key_images = bool(self._destinations(inputs).taking(ResultKind.KEY_IMAGE))
+        return analyse_study(files, self._model.get(), context, key_images=key_images, prior=prior)
 
     def _context(self, session: Session, inputs: StudyInputs) -> ResultContext:
         """Identities keyed by this node, the study and the job version (the pipeline adds the

@@ -3,10 +3,11 @@
 ``delivering`` sends the DICOM deliveries (C-STORE), ``notifying`` the HL7 one (MLLP); each
 sends only what is due (objects not yet delivered, retries whose backoff has passed), through the
 sender of each destination's kind (:mod:`pacs_node.dispatch.senders`), and records every attempt
-the same way. A stage is complete once nothing of its channel is pending; a dead-lettered
-delivery fails the job (retryable by replay). The job ends ``done``, or ``skipped`` with its
-reason for a study out of intended use. Every step is a compare-and-set, so duplicate or late
-messages do nothing.
+the same way. A stage is complete once nothing of its channel is pending or ``committing``
+(stored, waiting for a destination's storage commitment: its report, or the reconciler's
+timeout, wakes the job again); a dead-lettered delivery fails the job (retryable by replay).
+The job ends ``done``, or ``skipped`` with its reason for a study out of intended use. Every
+step is a compare-and-set, so duplicate or late messages do nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from pacs_node.db.jobs import job_state, transition
 from pacs_node.db.tables import Job
 from pacs_node.destinations import DestinationKind
 from pacs_node.dispatch.attempt import Attempt, Sender
+from pacs_node.dispatch.commitment import CommitmentLedger
 from pacs_node.dispatch.senders import senders
-from pacs_node.domain import Channel, DeliveryState, JobState
+from pacs_node.domain import Channel, CompletionTrigger, DeliveryState, JobState
 from pacs_node.spool import Spool
 
 LOG = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ NOT_CONFIGURED = {
     Channel.HL7: "no HL7 endpoint configured, no ORU sent",
 }
 NOTHING_SENT = "nothing sent: no DICOM destination or HL7 endpoint is configured"
+PRIOR_KEPT = "a prior, analysed to be compared with: its results are kept, not sent"
 REPLAYABLE = (JobState.FAILED, JobState.DONE, JobState.SKIPPED)
 """Final states an admin replay brings back to a sending stage."""
 
@@ -62,8 +65,13 @@ class DeliveryStage:
         self._settings = settings
         self._sessions = sessions
         self._spool = spool
+        # Storage commitment reports on the sending association settle here; the stage then
+        # advances the job itself. Reports on a new association wake it through the SCP.
         self._senders = kinds or senders(
-            calling_ae=settings.ae_title, timeout=settings.dimse_timeout
+            calling_ae=settings.ae_title,
+            timeout=settings.dimse_timeout,
+            uid_root=settings.uid_root,
+            commitments=CommitmentLedger(sessions, settings.policy),
         )
 
     def run(self, job_id: int) -> JobState | None:
@@ -110,13 +118,16 @@ class DeliveryStage:
     def _outcome(self, job_id: int) -> tuple[JobState, dict[str, Any]]:
         """The state a delivered job ends in, with the job columns to set: ``skipped`` with its
         reason for a study out of intended use, else ``done`` (with a reason when nothing was
-        sent because no destination is configured)."""
+        sent: a prior's results are kept, or no destination is configured)."""
         with self._sessions() as session:
             job = session.get(Job, job_id)
             skip_reason = None if job is None else job.skip_reason
+            prior = job is not None and job.trigger == CompletionTrigger.PRIOR
             sent_nowhere = count_deliveries(session, job_id) == 0
         if skip_reason is not None:
             return JobState.SKIPPED, {"reason": skip_reason}
+        if prior:
+            return JobState.DONE, {"reason": PRIOR_KEPT}
         return JobState.DONE, {"reason": NOTHING_SENT} if sent_nowhere else {}
 
     def _stage(
@@ -162,9 +173,14 @@ class DeliveryStage:
                     status=attempt.status,
                     error=attempt.error,
                     policy=self._settings.policy,
+                    commitment_uid=attempt.commitment_uid,
                 )
         delivered = sum(a.delivered for a in attempts)
-        LOG.info("job %d: %d/%d objects delivered to %s", job_id, delivered, len(items), name)
+        committing = sum(a.commitment_uid is not None for a in attempts)
+        waiting = f" ({committing} awaiting storage commitment)" if committing else ""
+        LOG.info(
+            "job %d: %d/%d objects delivered to %s%s", job_id, delivered, len(items), name, waiting
+        )
 
     def _advance(
         self,
@@ -181,8 +197,8 @@ class DeliveryStage:
         timings = {"timings": {stage: seconds}}
         with self._sessions.begin() as session:
             states = channel_states(session, job_id, channel)
-            if DeliveryState.PENDING in states:
-                return  # retries are due later; the reconciler wakes us
+            if states & {DeliveryState.PENDING, DeliveryState.COMMITTING}:
+                return  # retries are due later, or a commitment report: either wakes us
             if DeliveryState.DEAD in states:
                 attempts = self._settings.policy.delivery_max_attempts
                 transition(

@@ -26,6 +26,7 @@ from pydicom import Dataset
 from models.labels import load_label_scheme
 from models.volume import INPUT_ROLES, REFERENCE_ROLE, VolumeInput
 from pacs_node.domain import Channel, ResultKind
+from pacs_node.results.comparison import PriorReport, compare
 from pacs_node.results.hl7 import build_not_analysed_oru, build_oru
 from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.key_images import build_key_images
@@ -180,11 +181,13 @@ def encode_results(
     context: ResultContext,
     *,
     key_images: bool = False,
+    prior: PriorReport | None = None,
 ) -> tuple[EncodedResult, ...]:
     """Build and encode the SEG, SR and ORU^R01 of one prediction (and key images if asked).
 
     The SEG and key images are left out when the model found no structure; the SR and ORU need
-    at least one finding or measurement.
+    at least one finding or measurement. With the report of the patient's ``prior`` study, the
+    SR and ORU also say what changed since.
 
     Raises:
         ValueError: if the prediction does not fit the reference series, or there is nothing to
@@ -206,11 +209,19 @@ def encode_results(
                 _dicom_result(ResultKind.KEY_IMAGE, ds)
                 for ds in build_key_images(images, label_map, values, context=context)
             )
+    comparison = None if prior is None else compare(findings, measurements, prior)
     sr = build_sr(
-        images, findings, measurements, algorithm=algorithm, context=context, segmentation=seg
+        images,
+        findings,
+        measurements,
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+        comparison=comparison,
     )
     results.append(_dicom_result(ResultKind.SR, sr))
-    results.append(_oru_result(build_oru(images[0], findings, measurements, context=context)))
+    oru = build_oru(images[0], findings, measurements, context=context, comparison=comparison)
+    results.append(_oru_result(oru))
     return tuple(results)
 
 
@@ -228,6 +239,7 @@ def analyse_study(
     context: ResultContext,
     *,
     key_images: bool = False,
+    prior: PriorReport | None = None,
 ) -> ResultBundle:
     """Read a study's volumes, run the predictor once, and encode its results.
 
@@ -236,6 +248,7 @@ def analyse_study(
         predictor: The loaded model (kept loaded by the caller across studies).
         context: The job's identity, dates and series numbers.
         key_images: Also render Secondary Capture key images (for destinations without SEG).
+        prior: The node's report of the patient's prior study, to compare with.
 
     Returns:
         The encoded results with the model identity and the stage timings
@@ -252,7 +265,9 @@ def analyse_study(
     loaded_at = time.perf_counter()
     prediction = predictor.predict(volumes)
     predicted_at = time.perf_counter()
-    results = encode_results(loaded[REFERENCE_ROLE], prediction, context, key_images=key_images)
+    results = encode_results(
+        loaded[REFERENCE_ROLE], prediction, context, key_images=key_images, prior=prior
+    )
     encoded_at = time.perf_counter()
     return ResultBundle(
         results=results,

@@ -12,13 +12,13 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacs_node.api import health, routes
+from pacs_node.api import dicomweb, health, retrievals, routes
 from pacs_node.api.context import ApiContext, Check
 from pacs_node.assembly import StudyAssembler
 from pacs_node.config import Settings
+from pacs_node.instance_store import InstanceStore
 from pacs_node.metrics import NodeMetrics
 from pacs_node.queue import WorkQueue
-from pacs_node.selection import load_rules
 
 LOG = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -50,6 +50,7 @@ def create_app(
     assembler: StudyAssembler | None = None,
     metrics: NodeMetrics | None = None,
     checks: Mapping[str, Check] | None = None,
+    store: InstanceStore | None = None,
 ) -> FastAPI:
     """Build the admin application.
 
@@ -60,6 +61,8 @@ def create_app(
         assembler: Used by force-complete; built from ``settings`` when omitted.
         metrics: The process's instruments; a registry with database counts when omitted.
         checks: Readiness checks; database, broker, spool and model when omitted.
+        store: Where STOW-RS stores instances: the SCP's, so both lock the same UIDs; its own
+            over the settings' spool when omitted.
 
     Raises:
         ConfigError: if the selection rules in ``settings`` cannot be loaded.
@@ -68,29 +71,27 @@ def create_app(
         title="pacs-node admin API",
         version="1",
         description=(
-            "Job history, job detail, retry/replay/force-complete, statistics and metrics. "
+            "Job history, job detail, retry/replay/force-complete, statistics and metrics; "
+            "DICOMweb (STOW-RS, QIDO-RS, WADO-RS) under /dicom-web. "
             "Send `Authorization: Bearer <token>` (`pacs-node tokens create`); viewers read, "
-            "admins also act. Admin actions are written to the audit log."
+            "senders store by STOW-RS, admins do everything. Admin actions are written to the "
+            "audit log."
         ),
     )
     app.state.context = ApiContext(
         settings=settings,
         sessions=sessions,
         queue=queue,
-        assembler=assembler
-        or StudyAssembler(
-            sessions,
-            load_rules(settings.selection_rules),
-            queue,
-            quiet_seconds=settings.quiet_seconds,
-            release_grace_seconds=settings.release_grace_seconds,
-        ),
+        assembler=assembler or StudyAssembler.from_settings(settings, sessions, queue),
         metrics=metrics or NodeMetrics(sessions),
         checks=checks if checks is not None else health.default_checks(settings, sessions),
     )
+    dicomweb.install_context(app, settings, sessions, store)
     app.middleware("http")(_log_request)
     app.include_router(routes.router)
+    app.include_router(retrievals.router)
     app.include_router(health.router)
+    app.include_router(dicomweb.router)
     app.mount("/dashboard", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
 
     @app.get("/", include_in_schema=False)

@@ -47,6 +47,7 @@ def require(role: Role) -> Callable[..., Principal]:
 
 
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
+Sender = Annotated[Principal, Depends(require(Role.SENDER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 

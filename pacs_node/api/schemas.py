@@ -52,3 +52,18 @@ class NodeInfo(BaseModel):
     ae_title: str
     software_version: str
     uid_root: str
+
+
+class RetrieveRequest(BaseModel):
+    """Fetch a study from a source by accession number or Study Instance UID (one of the two;
+    in the body, never in a logged URL)."""
+
+    source: str = Field(min_length=1, max_length=64, description="a source's name")
+    accession_number: str | None = Field(default=None, min_length=1, max_length=16)
+    study_instance_uid: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class RetrieveAccepted(BaseModel):
+    """The source holds the study (or studies): each is being fetched as one retrieval."""
+
+    retrievals: list[int] = Field(description="ids for GET /api/retrievals/{id}")

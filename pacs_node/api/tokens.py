@@ -22,14 +22,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class Role(StrEnum):
-    """What a token may do: viewers read, admins also act."""
+    """What a token may do: viewers read, senders store (STOW-RS) and nothing else, admins do
+    everything."""
 
     VIEWER = "viewer"
+    SENDER = "sender"
     ADMIN = "admin"
 
     def allows(self, needed: Role) -> bool:
-        """True when this role includes ``needed``."""
-        return self is Role.ADMIN or needed is Role.VIEWER
+        """True when this role includes ``needed``: its own, or any for an admin."""
+        return self is Role.ADMIN or self is needed
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,24 @@ future, so two workers never send the same object at once and a worker that dies
 delays the retry. Failures back off exponentially (hours, for a PACS down for maintenance) and end
 ``dead`` after the attempt limit; an admin replay (``pacs_node.db.admin_actions``) sets them
 ``pending`` again and the delivery worker sends the same stored objects.
+
+A destination flagged ``/commit`` holds a stored object ``committing`` until it reports storage
+commitment (:mod:`pacs_node.dispatch.commitment`): committed, it is ``sent``; reported failed or
+not reported within ``commitment_timeout_seconds``, the attempt failed like any other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pacs_node.db.base import utcnow
-from pacs_node.db.tables import Delivery, Result
+from pacs_node.db.jobs import add_event
+from pacs_node.db.tables import Delivery, Job, Result
 from pacs_node.destinations import Destinations
 from pacs_node.domain import Channel, DeliveryState, ResultKind
 from pacs_node.policy import JobPolicy
@@ -110,9 +116,14 @@ def record_attempt(
     status: str | None,
     error: str | None,
     policy: JobPolicy,
+    commitment_uid: str | None = None,
     now: datetime | None = None,
 ) -> DeliveryState:
     """Record the outcome of a claimed attempt; schedule the retry or dead-letter it.
+
+    An object stored with storage commitment requested (``commitment_uid``) stays
+    ``committing``: the destination's report decides. An outcome that comes after the report
+    already did (the report won the race with this record) changes nothing.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: if the database fails.
@@ -122,19 +133,184 @@ def record_attempt(
     delivery = session.get(Delivery, delivery_id)
     if delivery is None:
         raise LookupError(f"no delivery {delivery_id}")
+    if not _undecided(delivery, commitment_uid):
+        return DeliveryState(delivery.state)
     delivery.last_status = status
     delivery.last_error = error
     delivery.updated_at = now
-    if delivered:
-        delivery.state = DeliveryState.SENT.value
-        delivery.delivered_at = now
-        delivery.next_attempt_at = None
-    elif delivery.attempts >= policy.delivery_max_attempts:
+    if not delivered:
+        _fail(delivery, policy, now)
+    elif commitment_uid is None:
+        _mark_sent(delivery, now)
+    # else stored under a commitment request: committing (mark_committing) until the report
+    return DeliveryState(delivery.state)
+
+
+def _undecided(delivery: Delivery, commitment_uid: str | None) -> bool:
+    """True while an attempt's outcome is still the delivery's to record."""
+    if commitment_uid is not None:
+        return (
+            delivery.state == DeliveryState.COMMITTING.value
+            and delivery.commitment_uid == commitment_uid
+        )
+    return delivery.state in (DeliveryState.PENDING.value, DeliveryState.COMMITTING.value)
+
+
+def _mark_sent(delivery: Delivery, now: datetime) -> None:
+    delivery.state = DeliveryState.SENT.value
+    delivery.delivered_at = now
+    delivery.next_attempt_at = None
+
+
+def _fail(delivery: Delivery, policy: JobPolicy, now: datetime) -> None:
+    """The attempt failed: pending again after the backoff, or dead after the attempt limit."""
+    if delivery.attempts >= policy.delivery_max_attempts:
         delivery.state = DeliveryState.DEAD.value
         delivery.next_attempt_at = None
     else:
+        delivery.state = DeliveryState.PENDING.value
         delivery.next_attempt_at = now + policy.delivery_backoff(delivery.attempts)
-    return DeliveryState(delivery.state)
+
+
+def mark_committing(
+    session: Session,
+    destination: str,
+    transaction_uid: str,
+    sop_instance_uids: Collection[str],
+    now: datetime | None = None,
+) -> list[int]:
+    """Hold the stored objects' claimed deliveries to ``destination`` ``committing`` under
+    ``transaction_uid``, with an event on each job's timeline; returns the delivery IDs.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database fails.
+    """
+    now = now or utcnow()
+    deliveries = _deliveries_of(session, destination, sop_instance_uids, DeliveryState.PENDING)
+    for delivery in deliveries:
+        delivery.state = DeliveryState.COMMITTING.value
+        delivery.commitment_uid = transaction_uid
+        delivery.commit_requested_at = now
+        delivery.next_attempt_at = None
+        delivery.updated_at = now
+    for (job_id, name), count in Counter((d.job_id, d.destination) for d in deliveries).items():
+        _event(session, job_id, f"storage commitment requested from {name}: {count} objects")
+    return [d.id for d in deliveries]
+
+
+def apply_commitment_report(
+    session: Session,
+    transaction_uid: str,
+    *,
+    committed: Collection[str],
+    failed: Mapping[str, int],
+    policy: JobPolicy,
+    now: datetime | None = None,
+) -> list[int]:
+    """Settle the ``committing`` deliveries of a storage commitment report: committed objects
+    are ``sent``; failed ones count as a failed attempt (retried after the backoff, dead after
+    the limit). Objects the report does not name stay ``committing`` until the timeout.
+
+    Returns:
+        The job ID of each settled delivery (none for a transaction nothing waits for).
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database fails.
+    """
+    now = now or utcnow()
+    rows = session.execute(
+        select(Delivery, Result.sop_instance_uid)
+        .join(Result, Result.id == Delivery.result_id)
+        .where(
+            Delivery.commitment_uid == transaction_uid,
+            Delivery.state == DeliveryState.COMMITTING.value,
+        )
+        .order_by(Delivery.id)
+    ).all()
+    settled: list[tuple[Delivery, str | None]] = []
+    for delivery, result_uid in rows:
+        sop_instance_uid = result_uid or ""
+        if sop_instance_uid in committed:
+            delivery.last_error = None
+            _mark_sent(delivery, now)
+            settled.append((delivery, None))
+        elif sop_instance_uid in failed:
+            reason = f"storage commitment failed: 0x{failed[sop_instance_uid]:04X}"
+            delivery.last_error = reason
+            _fail(delivery, policy, now)
+            settled.append((delivery, reason))
+        else:
+            continue
+        delivery.updated_at = now
+    _report_events(session, settled)
+    return [delivery.job_id for delivery, _ in settled]
+
+
+def _report_events(session: Session, settled: Sequence[tuple[Delivery, str | None]]) -> None:
+    """One timeline event per job, destination and outcome of a report."""
+    outcomes = Counter((d.job_id, d.destination, error) for d, error in settled)
+    for (job_id, name, error), count in outcomes.items():
+        if error is None:
+            _event(session, job_id, f"storage commitment from {name}: {count} objects committed")
+        else:
+            _event(session, job_id, f"{error} ({name}, {count} objects)")
+
+
+def expire_commitments(
+    session: Session, policy: JobPolicy, now: datetime | None = None
+) -> list[int]:
+    """Fail the attempts whose storage commitment was not reported within
+    ``policy.commitment_timeout_seconds`` (retried after the backoff, dead after the limit).
+
+    Returns:
+        The IDs of the jobs whose deliveries expired.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database fails.
+    """
+    now = now or utcnow()
+    limit = policy.commitment_timeout_seconds
+    expired = session.scalars(
+        select(Delivery)
+        .where(
+            Delivery.state == DeliveryState.COMMITTING.value,
+            Delivery.commit_requested_at <= now - timedelta(seconds=limit),
+        )
+        .order_by(Delivery.id)
+    ).all()
+    error = f"no storage commitment within {limit:g} s"
+    for delivery in expired:
+        delivery.last_error = error
+        delivery.updated_at = now
+        _fail(delivery, policy, now)
+    _report_events(session, [(delivery, error) for delivery in expired])
+    return sorted({delivery.job_id for delivery in expired})
+
+
+def _deliveries_of(
+    session: Session, destination: str, sop_instance_uids: Collection[str], state: DeliveryState
+) -> list[Delivery]:
+    """The deliveries to ``destination`` in ``state`` of the results with these UIDs."""
+    if not sop_instance_uids:
+        return []
+    return list(
+        session.scalars(
+            select(Delivery)
+            .join(Result, Result.id == Delivery.result_id)
+            .where(
+                Delivery.destination == destination,
+                Delivery.state == state.value,
+                Result.sop_instance_uid.in_(list(sop_instance_uids)),
+            )
+            .order_by(Delivery.id)
+        )
+    )
+
+
+def _event(session: Session, job_id: int, message: str) -> None:
+    job = session.get(Job, job_id)
+    if job is not None:
+        add_event(session, job, message)
 
 
 def channel_states(session: Session, job_id: int, channel: Channel) -> set[DeliveryState]:

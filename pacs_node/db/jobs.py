@@ -28,13 +28,14 @@ def create_job(
     state: JobState,
     trigger: str | None,
     skip_reason: str | None = None,
+    requested_by: str | None = None,
 ) -> Job:
     """Create the next version of a study's job, superseding the previous one.
 
     The previous latest job (whatever its state, unless already superseded) is marked
     ``superseded``: its results are replaced by this job's. A ``skip_reason`` marks a study out
     of intended use: the job reports that reason instead of running the model, then ends
-    ``skipped``.
+    ``skipped``. ``requested_by`` names who asked for a study retrieved on demand.
     """
     previous = session.scalar(
         select(Job).where(Job.study_id == study_id).order_by(Job.version.desc()).limit(1)
@@ -46,6 +47,7 @@ def create_job(
         state=state,
         trigger=trigger,
         skip_reason=skip_reason,
+        requested_by=requested_by,
         supersedes_job_id=previous.id if previous is not None else None,
     )
     session.add(job)

@@ -80,6 +80,8 @@ class JobSummary:
     calling_ae: str | None
     model_name: str | None
     trigger: str | None
+    requested_by: str | None
+    prior_job_id: int | None
     reason: str | None
     attempts: int
     created_at: datetime
@@ -223,6 +225,8 @@ _SUMMARY_COLUMNS = (
     Study.calling_ae,
     Job.model_name,
     Job.trigger,
+    Job.requested_by,
+    Job.prior_job_id,
     Job.reason,
     Job.attempts,
     Job.created_at,

@@ -1,14 +1,16 @@
-"""Result rows: each object a job produced, with its fixed identity and its file in the spool."""
+"""Result rows: each object a job produced, with its fixed identity and its file in the spool;
+and a study's latest analysis report (what a later study is compared with)."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs_node.db.tables import Result
-from pacs_node.domain import ResultKind
+from pacs_node.db.tables import Job, Result, Study
+from pacs_node.domain import JobState, ResultKind
 
 
 class EncodedObject(Protocol):
@@ -60,3 +62,26 @@ def add_result(session: Session, job_id: int, result: EncodedObject, path: str) 
     session.add(row)
     session.flush()
     return row
+
+
+def analysed_report(session: Session, study_instance_uid: str) -> tuple[int, str] | None:
+    """The latest analysis report of a study: (job id, spool path of its SR), from its newest job
+    that analysed it (not superseded, not skipped); None when the node has none.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database fails.
+    """
+    row = session.execute(
+        select(Job.id, Result.path)
+        .join(Result, Result.job_id == Job.id)
+        .join(Study, Study.id == Job.study_id)
+        .where(
+            Study.study_instance_uid == study_instance_uid,
+            Job.state != JobState.SUPERSEDED.value,
+            Job.skip_reason.is_(None),
+            Result.kind == ResultKind.SR.value,
+        )
+        .order_by(Job.version.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])

@@ -24,6 +24,8 @@ class StudyInputs:
         skip_reason: Why the study is out of intended use (None when it is analysed).
         series: Spool-relative paths of the chosen series' instances, by role.
         first_instance: The spool-relative path of the study's first source image.
+        trigger: Why the study was completed (CompletionTrigger value; ``prior`` for a study
+            fetched only to be compared with).
     """
 
     study_instance_uid: str
@@ -32,6 +34,7 @@ class StudyInputs:
     skip_reason: str | None
     series: dict[SeriesRole, list[str]]
     first_instance: str | None
+    trigger: str | None
 
 
 def study_inputs(session: Session, job_id: int) -> StudyInputs:
@@ -42,8 +45,15 @@ def study_inputs(session: Session, job_id: int) -> StudyInputs:
         sqlalchemy.exc.NoResultFound: if there is no such job.
         sqlalchemy.exc.SQLAlchemyError: if the database fails.
     """
-    study_id, study_uid, version, created, skip_reason = session.execute(
-        select(Job.study_id, Study.study_instance_uid, Job.version, Job.created_at, Job.skip_reason)
+    study_id, study_uid, version, created, skip_reason, trigger = session.execute(
+        select(
+            Job.study_id,
+            Study.study_instance_uid,
+            Job.version,
+            Job.created_at,
+            Job.skip_reason,
+            Job.trigger,
+        )
         .join(Study, Study.id == Job.study_id)
         .where(Job.id == job_id)
     ).one()
@@ -73,4 +83,4 @@ def study_inputs(session: Session, job_id: int) -> StudyInputs:
         .order_by(Instance.id)
         .limit(1)
     )
-    return StudyInputs(study_uid, version, created, skip_reason, series, first)
+    return StudyInputs(study_uid, version, created, skip_reason, series, first, trigger)

@@ -170,6 +170,12 @@ class Job(Base):
     config_hash: Mapped[str | None] = mapped_column(String(64))
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
     timeout_seconds: Mapped[int | None] = mapped_column(Integer, comment="per-job time limit")
+    requested_by: Mapped[str | None] = mapped_column(
+        String(64), comment="who asked for it (retrieved on demand): token name or cli:<user>"
+    )
+    prior_job_id: Mapped[int | None] = mapped_column(
+        Integer, comment="jobs.id of the prior study's job this one was compared with"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -184,6 +190,32 @@ class Job(Base):
         Index(None, "created_at", "id"),
         Index(None, "state", "created_at", "id"),
     )
+
+
+class Retrieval(Base):
+    """A study the node asked a source for (C-FIND, then C-MOVE or C-GET), and how it went."""
+
+    __tablename__ = "retrievals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), comment="the source's name (PACS_NODE_SOURCES)")
+    study_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    purpose: Mapped[str] = mapped_column(String(16), comment="RetrievalPurpose value")
+    requested_by: Mapped[str] = mapped_column(String(64), comment="token name or cli:<user>")
+    for_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id"), comment="a prior: the job of the current study that asked"
+    )
+    state: Mapped[str] = mapped_column(String(16), comment="RetrievalState value")
+    completed: Mapped[int] = mapped_column(Integer, default=0, comment="sub-operations")
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    warning: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str | None] = mapped_column(String(16), comment="final DIMSE status (hex)")
+    reason: Mapped[str | None] = mapped_column(Text, comment="why it failed")
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id"), comment="the job its arrival completed into"
+    )
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class JobEvent(Base):
@@ -245,6 +277,12 @@ class Delivery(Base):
     )
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    commitment_uid: Mapped[str | None] = mapped_column(
+        UID, index=True, comment="Transaction UID of the last storage commitment request"
+    )
+    commit_requested_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), comment="when the last storage commitment was requested (N-ACTION)"
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     __table_args__ = (UniqueConstraint("result_id", "destination"),)

@@ -163,6 +163,39 @@ ANALYSIS_STATUS: Final = _local("PN-STS-001", "AI analysis status")
 NOT_ANALYSED: Final = _local("PN-STS-002", "Not analysed")
 NOT_ANALYSED_REASON: Final = _local("PN-STS-003", "Reason not analysed")
 
+# --- Comparison with a prior study ----------------------------------------------------------------
+
+CHANGE_CODES: Final = MappingProxyType(
+    {
+        "disc_bulge": _local("PN-CHG-001", "Change of intervertebral disc bulge since prior"),
+        "disc_protrusion": _local(
+            "PN-CHG-002", "Change of intervertebral disc protrusion since prior"
+        ),
+        "disc_extrusion": _local(
+            "PN-CHG-003", "Change of intervertebral disc extrusion since prior"
+        ),
+        "schmorl_node": _local("PN-CHG-004", "Change of Schmorl's node since prior"),
+        "vertebral_degeneration": _local(
+            "PN-CHG-005", "Change of degenerative endplate and marrow change since prior"
+        ),
+    }
+)
+"""Abnormality key -> name of its change since the prior study (value: :data:`CHANGE_VALUES`)."""
+CHANGE_VALUES: Final = MappingProxyType(
+    {
+        "new": _local("PN-CMP-001", "New since prior"),
+        "resolved": _local("PN-CMP-002", "Resolved since prior"),
+        "unchanged": _local("PN-CMP-003", "Unchanged since prior"),
+    }
+)
+"""Change key (:class:`pacs_node.results.comparison.Change`) -> its coded value."""
+DISC_HEIGHT_CHANGE: Final = _local("PN-CMP-004", "Disc height change since prior")
+"""Measurement (mm; negative: lower than on the prior) of a level's disc height change."""
+COMPARISON: Final = _local("PN-CMP-006", "Comparison with prior study")
+"""Report-level text that names the prior study compared with."""
+PRIOR_STUDY_INSTANCE_UID: Final = _local("PN-CMP-005", "Prior Study Instance UID")
+"""HL7 OBX row of the prior study compared with."""
+
 
 def structure_code(name: str) -> CodedConcept:
     """Return the SNOMED CT code of a structure.

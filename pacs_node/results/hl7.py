@@ -4,9 +4,11 @@ Layout: MSH, PID (patient from the DICOM study), ORC/OBR (order: accession numbe
 number and OBR-18, result status in OBR-25), then OBX rows: the Study Instance UID, one CWE row per
 level and abnormality (Present/Absent, abnormal flag ``A`` when present), one NM row per
 probability and per measurement (OBX-4 sub-ID = the level, e.g. ``L4/L5``), and the impression as
-TX. A study the node did not analyse gets the same message with an analysis status row ("Not
-analysed") and the reason instead of findings. MSH-10 is derived from the job and the status, so a
-resend is the same message.
+TX. Compared with a prior study, the message also carries the prior's Study Instance UID, per
+level each finding's change (new, resolved, unchanged) and the disc height change, and the
+comparison as TX. A study the node did not analyse gets the same message with an analysis
+status row ("Not analysed") and the reason instead of findings. MSH-10 is derived from the job
+and the status, so a resend is the same message.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydicom import Dataset
 from pydicom.valuerep import PersonName
 
 from pacs_node.results import codes
+from pacs_node.results.comparison import Change, Comparison
 from pacs_node.results.identity import derive_control_id
 from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext
 from pacs_node.results.summary import impression_text, ordered_levels
@@ -76,9 +79,15 @@ def _add_obx(order: Group, set_id: int, row: _Row, status: str) -> None:
 
 
 def _rows(
-    study_uid: str, findings: Sequence[LevelFinding], measurements: Sequence[LevelMeasurement]
+    study_uid: str,
+    findings: Sequence[LevelFinding],
+    measurements: Sequence[LevelMeasurement],
+    comparison: Comparison | None,
 ) -> list[_Row]:
     rows = [_Row("ST", codes.STUDY_INSTANCE_UID, study_uid)]
+    if comparison is not None:
+        prior_uid = comparison.prior.study_instance_uid
+        rows.append(_Row("ST", codes.PRIOR_STUDY_INSTANCE_UID, prior_uid))
     for level in ordered_levels([f.level for f in findings] + [m.level for m in measurements]):
         for f in (f for f in findings if f.level == level):
             value = codes.PRESENT if f.present else codes.ABSENT
@@ -103,7 +112,32 @@ def _rows(
         for m in (m for m in measurements if m.level == level):
             name, unit = codes.MEASUREMENT_CODES[m.name]
             rows.append(_Row("NM", name, _number(m.value), level, unit))
-    return rows + _text_rows(codes.IMPRESSION, impression_text(findings))
+        if comparison is not None:
+            rows.extend(_change_rows(comparison, level))
+    rows += _text_rows(codes.IMPRESSION, impression_text(findings))
+    if comparison is not None:
+        rows += _text_rows(codes.COMPARISON, comparison.summary())
+    return rows
+
+
+def _change_rows(comparison: Comparison, level: str) -> list[_Row]:
+    """A level's changes since the prior: a CWE row per finding, an NM row for the disc height
+    (abnormal flag on new findings)."""
+    changes, height = comparison.at(level)
+    rows = [
+        _Row(
+            "CWE",
+            codes.CHANGE_CODES[c.abnormality],
+            _ce(codes.CHANGE_VALUES[c.change.value]),
+            level,
+            abnormal=c.change is Change.NEW,
+        )
+        for c in changes
+    ]
+    if height is not None:
+        value = _number(height.change_mm)
+        rows.append(_Row("NM", codes.DISC_HEIGHT_CHANGE, value, level, codes.MILLIMETER))
+    return rows
 
 
 def _text_rows(identifier: CodedConcept, text: str) -> list[_Row]:
@@ -158,6 +192,7 @@ def build_oru(
     *,
     context: ResultContext,
     placer_order_number: str = "",
+    comparison: Comparison | None = None,
 ) -> Message:
     """Build the ORU^R01 of an analysed study.
 
@@ -169,6 +204,9 @@ def build_oru(
         context: The job; its status gives OBR-25/OBX-11 (``P``, ``F`` or ``C``) and, with the job
             key, the message control ID; its ``hl7`` the MSH addressing.
         placer_order_number: ORC-2/OBR-2 when the order is known.
+        comparison: The changes since the patient's prior study: the prior's Study Instance
+            UID, per level each finding's change and the disc height change, and the comparison
+            text after the impression.
 
     Returns:
         The message, valid under hl7apy's strict validation; ``.to_er7()`` encodes it.
@@ -181,7 +219,7 @@ def build_oru(
     if not findings and not measurements:
         raise ValueError("nothing to report: no findings and no measurements")
     _check_linking(source_study_header)
-    rows = _rows(str(source_study_header.StudyInstanceUID), findings, measurements)
+    rows = _rows(str(source_study_header.StudyInstanceUID), findings, measurements, comparison)
     return _message(source_study_header, rows, context, placer_order_number)
 
 

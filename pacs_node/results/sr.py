@@ -3,7 +3,9 @@
 One measurement group (TID 1411, or TID 1501 when the level has no segment) per disc level, holding
 the five abnormalities as coded findings (present/absent) with their model probabilities, the
 measurements at that level, and a reference to the level's segment in the SEG. The report ends with
-an impression (TID 1500 row 12 "Qualitative Evaluations"). For a study the node skipped,
+an impression (TID 1500 row 12 "Qualitative Evaluations"). Compared with a prior study, each
+group also says which findings are new, resolved or unchanged and how the disc height changed, and
+the report names the prior and references its SR. For a study the node skipped,
 :func:`build_not_analysed_sr` writes a report that says so and why.
 """
 
@@ -17,6 +19,7 @@ from highdicom.sr import CodedConcept
 from pydicom import Dataset
 
 from pacs_node.results import codes
+from pacs_node.results.comparison import Comparison, PriorReport
 from pacs_node.results.identity import derive_uid
 from pacs_node.results.inputs import (
     AI_LABEL,
@@ -107,6 +110,7 @@ def _level_group(
     segmentation: Dataset | None,
     segment_number: int | None,
     context: ResultContext,
+    comparison: Comparison | None,
 ) -> (
     hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
     | hd.sr.MeasurementsAndQualitativeEvaluations
@@ -128,6 +132,13 @@ def _level_group(
         )
         for f in findings
     ]
+    changes, height = comparison.at(level) if comparison is not None else ([], None)
+    if height is not None:
+        values.append(
+            hd.sr.Measurement(
+                name=codes.DISC_HEIGHT_CHANGE, value=height.change_mm, unit=codes.MILLIMETER
+            )
+        )
     common = _GroupArgs(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=segment_tracking_uid(context, level), identifier=level
@@ -143,6 +154,12 @@ def _level_group(
                 value=codes.PRESENT if f.present else codes.ABSENT,
             )
             for f in findings
+        ]
+        + [
+            hd.sr.QualitativeEvaluation(
+                name=codes.CHANGE_CODES[c.abnormality], value=codes.CHANGE_VALUES[c.change.value]
+            )
+            for c in changes
         ]
         or None,
     )
@@ -196,6 +213,7 @@ def build_sr(
     context: ResultContext,
     segmentation: Dataset | None = None,
     previous_versions: Sequence[Dataset] = (),
+    comparison: Comparison | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """Build the TID 1500 measurement report of an analysed study.
 
@@ -209,6 +227,9 @@ def build_sr(
         segmentation: The job's SEG of the same study: a level whose disc has a segment there
             gets a TID 1411 group referencing that segment.
         previous_versions: SR instances this report replaces (for a corrected result).
+        comparison: The changes since the patient's prior study: per level, each finding's
+            change and the disc height change are added to the level's group, the comparison
+            text to the report, and the prior's SR to the Pertinent Other Evidence.
 
     Returns:
         The SR document, one measurement group per level in cranio-caudal order.
@@ -240,6 +261,7 @@ def build_sr(
             segmentation,
             segment_numbers.get(level),
             context,
+            comparison,
         )
         for level in ordered_levels([f.level for f in findings] + [m.level for m in measurements])
     ]
@@ -254,9 +276,30 @@ def build_sr(
         value=codes.IMAGING_RESULT_ABNORMAL if abnormal(findings) else codes.IMAGING_RESULT_NORMAL,
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
-    _append_evaluations(report, [impression, _text(codes.SUMMARY, impression_text(findings))])
+    evaluations = [impression, _text(codes.SUMMARY, impression_text(findings))]
+    if comparison is not None:
+        evaluations.append(_text(codes.COMPARISON, comparison.summary()))
+    _append_evaluations(report, evaluations)
     evidence = [*source_images, *([segmentation] if segmentation is not None else [])]
-    return _document(evidence, report, context, previous_versions)
+    sr = _document(evidence, report, context, previous_versions)
+    if comparison is not None:
+        sr.PertinentOtherEvidenceSequence = [_prior_evidence(comparison.prior)]
+    return sr
+
+
+def _prior_evidence(prior: PriorReport) -> Dataset:
+    """The prior study's SR as a Pertinent Other Evidence item (Hierarchical SOP Instance
+    Reference: study, series, instance)."""
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = prior.sr_sop_class_uid
+    instance.ReferencedSOPInstanceUID = prior.sr_sop_instance_uid
+    series = Dataset()
+    series.SeriesInstanceUID = prior.sr_series_instance_uid
+    series.ReferencedSOPSequence = [instance]
+    study = Dataset()
+    study.StudyInstanceUID = prior.study_instance_uid
+    study.ReferencedSeriesSequence = [series]
+    return study
 
 
 def build_not_analysed_sr(

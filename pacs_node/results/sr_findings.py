@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
@@ -9,10 +10,24 @@ import highdicom as hd
 from pacs_node.results import codes
 
 ABNORMALITY_BY_CODE = {code.value: key for key, code in codes.ABNORMALITY_CODES.items()}
+_HEIGHT_NAME = codes.MEASUREMENT_CODES["disc_height"][0]
 
 
-def findings_from_sr(path: Path) -> dict[str, dict[str, bool]]:
-    """Per disc level, each abnormality's present/absent call in a TID 1500 SR file.
+@dataclass(frozen=True)
+class SrLevels:
+    """What a measurement report says per disc level.
+
+    Attributes:
+        findings: Each abnormality's present/absent call.
+        disc_heights: The disc height in mm.
+    """
+
+    findings: dict[str, dict[str, bool]]
+    disc_heights: dict[str, float]
+
+
+def levels_from_sr(path: Path) -> SrLevels:
+    """Per disc level, the abnormality calls and the disc height in a TID 1500 SR file.
 
     Raises:
         OSError: if the file cannot be read.
@@ -26,12 +41,27 @@ def findings_from_sr(path: Path) -> dict[str, dict[str, bool]]:
         *report.get_volumetric_roi_measurement_groups(),
         *report.get_image_measurement_groups(),
     ]
-    findings: dict[str, dict[str, bool]] = {}
+    levels = SrLevels({}, {})
     for group in groups:
-        calls = findings.setdefault(str(group.tracking_identifier), {})
+        level = str(group.tracking_identifier)
+        calls = levels.findings.setdefault(level, {})
         for evaluation in group.get_qualitative_evaluations():
             key = ABNORMALITY_BY_CODE.get(evaluation.name.value)
             value = evaluation.value
             if key is not None and isinstance(value, hd.sr.CodedConcept):
                 calls[key] = value.value == codes.PRESENT.value
-    return findings
+        disc = codes.DISC_CODES.get(level)
+        for measurement in group.get_measurements(name=_HEIGHT_NAME):
+            if all(site.value == disc for site in measurement.finding_sites):
+                levels.disc_heights[level] = float(measurement.value)
+    return levels
+
+
+def findings_from_sr(path: Path) -> dict[str, dict[str, bool]]:
+    """Per disc level, each abnormality's present/absent call in a TID 1500 SR file.
+
+    Raises:
+        OSError: if the file cannot be read.
+        ValueError: if it is not a measurement report.
+    """
+    return levels_from_sr(path).findings

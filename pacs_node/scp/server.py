@@ -1,4 +1,5 @@
-"""The DICOM SCP: an AE that accepts C-ECHO and C-STORE of every storage SOP class."""
+"""The DICOM SCP: an AE that accepts C-ECHO and C-STORE of every storage SOP class, and the
+storage commitment reports of the PACSs the node asked for commitment (N-EVENT-REPORT)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StorageCommitmentPushModel,
+    Verification,
+)
 
 from pacs_node.config import Settings
 from pacs_node.db.ledger import InstanceLedger
+from pacs_node.dispatch.commitment import CommitmentJournal, receive_report
 from pacs_node.instance_store import InstanceStore
 from pacs_node.scp.handlers import (
     Associations,
@@ -83,15 +88,26 @@ class RunningSCP:
         self.ae.shutdown()
 
 
-def start_scp(settings: Settings, spool: Spool, ledger: InstanceLedger) -> RunningSCP:
-    """Start the SCP in background threads on ``settings.host:settings.port``.
+def start_scp(
+    settings: Settings,
+    spool: Spool,
+    ledger: InstanceLedger,
+    commitments: CommitmentJournal | None = None,
+    store: InstanceStore | None = None,
+) -> RunningSCP:
+    """Start the SCP in background threads on ``settings.host:settings.port``, storing through
+    ``store`` (shared with the node's other receiving endpoints; its own when omitted).
+
+    With ``commitments``, it also accepts storage commitment reports: a PACS opens an
+    association as SCP of the Storage Commitment Push Model (role selection) and sends an
+    N-EVENT-REPORT, which goes to the journal.
 
     Raises:
         OSError: if the address cannot be bound (port in use) or TLS files are unreadable.
     """
     ae = build_ae(settings)
     associations = Associations()
-    store = InstanceStore(spool, ledger)
+    store = store or InstanceStore(spool, ledger)
     handlers: list[Any] = [
         (evt.EVT_ACCEPTED, handle_accepted),
         (evt.EVT_C_ECHO, handle_echo),
@@ -100,6 +116,9 @@ def start_scp(settings: Settings, spool: Spool, ledger: InstanceLedger) -> Runni
         (evt.EVT_ABORTED, handle_aborted, [associations]),
         (evt.EVT_REJECTED, handle_rejected, [ledger]),
     ]
+    if commitments is not None:
+        ae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+        handlers.append((evt.EVT_N_EVENT_REPORT, receive_report, [commitments]))
     server = ae.make_server(
         (settings.host, settings.port),
         evt_handlers=handlers,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.helpers.services import free_port
@@ -22,6 +23,18 @@ class NodeProcess:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """Its ``PACS_NODE_*`` settings, for ``pacs-node`` commands against the same node."""
+
+    @property
+    def api_url(self) -> str:
+        """The base URL of its HTTP API (listening before its DICOM port is)."""
+        return f"http://127.0.0.1:{self.env['PACS_NODE_API_PORT']}"
+
+    def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        """Rows of ``sql`` (with ``?`` placeholders for ``args``) in the node's SQLite database."""
+        with sqlite3.connect(self.log.parent / "node.db") as conn:
+            return conn.execute(sql, args).fetchall()
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far."""
@@ -134,7 +147,8 @@ def run_node(workdir: Path, **settings: str) -> Iterator[NodeProcess]:
 
     process, port = start_listening(spawn)
     try:
-        yield NodeProcess(process, port, log)
+        node_env = {k: v for k, v in env.items() if k.startswith("PACS_NODE_")}
+        yield NodeProcess(process, port, log, node_env)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

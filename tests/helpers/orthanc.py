@@ -75,6 +75,13 @@ class Orthanc:
         with _OPENER.open(request, timeout=timeout) as response:
             return json.load(response)
 
+    def declare_modality(self, name: str, aet: str, port: int, host: str = "127.0.0.1") -> None:
+        """Add (or change) a DICOM peer Orthanc may send to and take C-MOVEs from, at runtime."""
+        body = json.dumps({"AET": aet, "Host": host, "Port": port}).encode()
+        url = self.url(f"/modalities/{name}")
+        request = urllib.request.Request(url, data=body, method="PUT")  # noqa: S310
+        _OPENER.open(request, timeout=30).close()
+
     def upload(self, path: Path) -> str:
         """Store one DICOM file through REST; returns its Orthanc instance id."""
         answer = self.post("/instances", path.read_bytes())
@@ -108,6 +115,8 @@ def start_orthanc(
     modalities: dict[str, tuple[str, str, int]] | None = None,
     stable_age: int = 3,
     lua: str | None = None,
+    users: dict[str, str] | None = None,
+    dicomweb_servers: dict[str, dict[str, Any]] | None = None,
 ) -> Orthanc:
     """Start Orthanc in ``workdir`` on free loopback ports and wait until it listens on both.
 
@@ -118,6 +127,10 @@ def start_orthanc(
             first, since their ports must be known here.
         stable_age: seconds without a new instance before a study is stable.
         lua: a Lua script to load (e.g. :data:`AUTO_ROUTE_LUA`).
+        users: HTTP basic authentication, ``{user: password}`` (None: REST open to all).
+        dicomweb_servers: DICOMweb servers it may send to (``DicomWeb.Servers``),
+            ``{name: {"Url": ..., "HttpHeaders": {...}}}``: the targets of
+            ``/dicom-web/servers/<name>/stow``.
 
     Raises:
         OrthancStartError: if it does not listen on both ports after a few attempts.
@@ -132,7 +145,7 @@ def start_orthanc(
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
         "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.exists() else [],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Servers": dicomweb_servers or {}},
         "DicomModalities": {
             name: {"AET": peer_aet, "Host": host, "Port": port}
             for name, (peer_aet, host, port) in (modalities or {}).items()
@@ -140,6 +153,8 @@ def start_orthanc(
         "StableAge": stable_age,
         "SaveJobs": False,
     }
+    if users is not None:
+        config.update(AuthenticationEnabled=True, RegisteredUsers=users)
     if lua is not None:
         script = workdir / "orthanc.lua"
         script.write_text(lua)

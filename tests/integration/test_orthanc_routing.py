@@ -7,17 +7,14 @@ results, never a new job version (the loop guard).
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.e2e.harness import make_random_checkpoint
-from tests.helpers.node_process import NodeProcess, run_node
+from tests.helpers.node_process import run_node
 from tests.helpers.orthanc import AUTO_ROUTE_LUA, ORTHANC, Orthanc, run_orthanc, wait_until
 from worker.commands.phantom import write_phantom
 
@@ -36,18 +33,6 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
         yield running
 
 
-def route_to(orthanc: Orthanc, node: NodeProcess) -> None:
-    """Declare the node as Orthanc's modality ``node`` (the target of the Lua rule)."""
-    body = json.dumps({"AET": "LUMBAR_NODE", "Host": "127.0.0.1", "Port": node.port}).encode()
-    request = urllib.request.Request(orthanc.url("/modalities/node"), data=body, method="PUT")  # noqa: S310
-    urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30).close()
-
-
-def node_rows(node: NodeProcess, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(node.log.parent / "node.db") as conn:
-        return conn.execute(sql).fetchall()
-
-
 def test_results_forwarded_back_by_the_pacs_are_not_analysed_again(
     tmp_path: Path, orthanc: Orthanc
 ) -> None:
@@ -61,7 +46,7 @@ def test_results_forwarded_back_by_the_pacs_are_not_analysed_again(
         quiet_seconds="5",
         release_grace_seconds="1",
     ) as node:
-        route_to(orthanc, node)
+        orthanc.declare_modality("node", "LUMBAR_NODE", node.port)
         for path in sorted(study.directory.rglob("*.dcm")):
             orthanc.upload(path)
         source_modalities = orthanc.series_modalities()
@@ -72,8 +57,7 @@ def test_results_forwarded_back_by_the_pacs_are_not_analysed_again(
         wait_until(seg_and_sr_in_orthanc, 300, f"SEG and SR in Orthanc\n{node.log.read_text()}")
 
         def results_came_back() -> bool:
-            rows = node_rows(
-                node,
+            rows = node.query(
                 "SELECT count(*) FROM instances i JOIN series s ON s.id = i.series_id "
                 "WHERE s.origin = 'own_result'",
             )
@@ -86,8 +70,8 @@ def test_results_forwarded_back_by_the_pacs_are_not_analysed_again(
             modalities = orthanc.series_modalities()
             assert modalities.count("SEG") == 1 and modalities.count("SR") == 1, modalities
             time.sleep(1)
-        jobs = node_rows(node, "SELECT version, state FROM jobs")
-        origins = node_rows(node, "SELECT origin, count(*) FROM series GROUP BY origin")
+        jobs = node.query("SELECT version, state FROM jobs")
+        origins = node.query("SELECT origin, count(*) FROM series GROUP BY origin")
         log = node.log.read_text()
     assert sorted(orthanc.series_modalities()) == sorted([*source_modalities, "SEG", "SR"])
     assert jobs == [(1, "done")], log

@@ -9,6 +9,8 @@ with the label overlay).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from PIL import Image
 
 from models.phantom import PhantomConfig, generate_study
 from models.phantom.preview import preview_image
-from worker.phantom import WrittenStudy, write_study
+from worker.phantom import PatientInfo, WrittenStudy, write_study
 
 PRESETS = {"standard": PhantomConfig.standard, "small": PhantomConfig.small}
 
@@ -42,6 +44,37 @@ def write_phantom(
     if preview:
         Image.fromarray(preview_image(study)).save(out_dir / "preview.png")
     return written
+
+
+def write_prior_pair(
+    seed: int, out_dir: Path, *, size: str = "small", days_between: int = 400
+) -> tuple[WrittenStudy, WrittenStudy]:
+    """Write a patient's prior and current study: the same seed's anatomy, the prior with no
+    finding, the current ``days_between`` days later with findings added (every abnormality at
+    four times its usual prevalence), under their own UIDs.
+
+    Returns:
+        (prior, current), in ``out_dir/prior`` and ``out_dir/current``.
+
+    Raises:
+        KeyError: if ``size`` is not a preset name.
+        ValueError: if ``seed`` is negative.
+        OSError: if a file cannot be written.
+    """
+    config = PRESETS[size]()
+    none = config.with_prevalence(**dict.fromkeys(config.prevalence, 0.0))
+    more = config.with_prevalence(**{k: min(1.0, 4 * p) for k, p in config.prevalence.items()})
+    patient = PatientInfo.from_seed(seed)
+    earlier = dataclasses.replace(
+        patient, study_datetime=patient.study_datetime - dt.timedelta(days=days_between)
+    )
+    prior = write_study(
+        generate_study(seed, none), out_dir / "prior", uid_key=f"{size}/prior", patient=earlier
+    )
+    current = write_study(
+        generate_study(seed, more), out_dir / "current", uid_key=f"{size}/current", patient=patient
+    )
+    return prior, current
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -165,7 +165,9 @@ async function openJob(jobId) {
     facts.replaceChildren();
     for (const [name, value] of [["study", job.study_instance_uid], ["patient ID", job.patient_id],
       ["accession", job.accession_number], ["calling AE", job.calling_ae], ["model", job.model_name],
-      ["checkpoint", detail.checkpoint_sha256], ["trigger", job.trigger], ["reason", job.reason]]) {
+      ["checkpoint", detail.checkpoint_sha256], ["trigger", job.trigger], ["requested by", job.requested_by],
+      ["compared with prior", job.prior_job_id === null ? null : `job ${job.prior_job_id}`],
+      ["reason", job.reason]]) {
       facts.append(el("dt", name), el("dd", value ?? "-"));
     }
     const timeline = $("#timeline");
@@ -213,10 +215,44 @@ async function act(path, body) {
   }
 }
 
+async function loadRetrievals() {
+  try {
+    const retrievals = await (await api("/api/retrievals?limit=10")).json();
+    fillTable("#retrievals", ["#", "source", "purpose", "by", "state", "sent", "failed", "job", "reason"],
+      retrievals.map((r) => [r.id, r.source, r.purpose, r.requested_by, r.state, r.completed, r.failed,
+        r.job_id, r.reason]));
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+async function retrieve(event) {
+  event.preventDefault();
+  const form = new FormData($("#retrieve"));
+  const body = { source: String(form.get("source")).trim() };
+  for (const name of ["accession_number", "study_instance_uid"]) {
+    const value = String(form.get(name) || "").trim();
+    if (value) body[name] = value;
+  }
+  const result = $("#retrieve-result");
+  try {
+    const accepted = await (await api("/api/retrievals", {
+      method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" },
+    })).json();
+    result.textContent = `retrieving: ${accepted.retrievals.map((id) => `#${id}`).join(", ")}`;
+    result.className = "";
+    await loadRetrievals();
+  } catch (error) {
+    result.textContent = error.message;
+    result.className = "error";
+  }
+}
+
 function refresh() {
   if (!state.token) return;
   loadJobs(false);
   loadStats();
+  loadRetrievals();
 }
 
 $("#login").addEventListener("submit", (event) => {
@@ -227,6 +263,7 @@ $("#login").addEventListener("submit", (event) => {
 });
 $("#filters").addEventListener("submit", (event) => { event.preventDefault(); loadJobs(false); });
 $("#more").addEventListener("click", () => loadJobs(true));
+$("#retrieve").addEventListener("submit", retrieve);
 $("#retry").addEventListener("click", () => act(`/api/jobs/${state.jobId}/retry`));
 $("#replay").addEventListener("click", () =>
   act(`/api/jobs/${state.jobId}/replay`, { destination: $("#replay-destination").value.trim() }));

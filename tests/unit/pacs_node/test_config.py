@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import base64
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pacs_node.config import SETTING_NAMES, Settings, load_settings
-from pacs_node.destinations import Destination
+from pacs_node.destinations import Destination, Secret
+from pacs_node.domain import Channel, ResultKind
 from pacs_node.errors import ConfigError
 from pacs_node.policy import JobPolicy
 
@@ -194,3 +197,162 @@ def test_doubtful_production_settings_are_named() -> None:
     (nowhere,) = Settings().doubts()
     assert "PACS_NODE_DESTINATIONS" in nowhere and "PACS_NODE_HL7_ENDPOINT" in nowhere
     assert Settings(hl7_endpoint=Destination.hl7("ris", 2575)).doubts() == []
+
+
+# DICOMweb destinations: URLs in PACS_NODE_DESTINATIONS, credentials kept apart and never shown.
+
+PASSWORD = "hunter2-pw"
+TOKEN = "tok.EN-42"
+WEB_DESTINATIONS = (
+    "archive=https://pacs.example.org/dicom-web/,http://10.0.0.9:8042/dw,PACS@pacs:104"
+)
+
+
+def test_dicomweb_destinations_are_urls_named_after_their_host() -> None:
+    s = load_settings(environ={"PACS_NODE_DESTINATIONS": WEB_DESTINATIONS})
+    assert [(d.name, d.kind, d.host, d.port, d.url, d.ae_title) for d in s.registry] == [
+        ("archive", "dicomweb", "pacs.example.org", 443, "https://pacs.example.org/dicom-web", ""),
+        ("10.0.0.9", "dicomweb", "10.0.0.9", 8042, "http://10.0.0.9:8042/dw", ""),
+        ("PACS", "dicom", "pacs", 104, "", "PACS"),
+    ]
+    assert str(s.registry.named("archive")) == "archive (https://pacs.example.org/dicom-web)"
+    assert {d.name for d in s.registry.taking(ResultKind.SEG)} == {"archive", "10.0.0.9", "PACS"}
+    assert [d.name for d in s.registry.on(Channel.DICOM)] == ["archive", "10.0.0.9", "PACS"]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"https://node:{PASSWORD}@pacs/dw", "credentials do not go in the URL: set them in "),
+        (f"https://node:{PASSWORD}/x@pacs/dw", "credentials do not go in the URL"),
+        (f"https://pacs/dw?token={PASSWORD}", "must not have a query or fragment"),
+        (f"https://pacs/dw#{PASSWORD}", "must not have a query or fragment"),
+        ("ftp://pacs/dw", "must start with http:// or https://"),
+        ("https:///dw", "has no host"),
+        (f"https://pacs:{PASSWORD}/dw", "port is not a number"),
+        ("https://pacs:0/dw", "port 0 is out of range"),
+    ],
+)
+def test_a_bad_dicomweb_url_is_refused_without_quoting_it(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=f"^PACS_NODE_DESTINATIONS: .*{problem}") as raised:
+        load_settings(environ={"PACS_NODE_DESTINATIONS": f"archive={url}"})
+    assert PASSWORD not in str(raised.value)
+
+
+def write_credentials_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "dicomweb-credentials.toml"
+    path.write_text(text)
+    return path
+
+
+def test_dicomweb_credentials_come_from_the_variable_and_the_file(tmp_path: Path) -> None:
+    file = write_credentials_file(tmp_path, f'["10.0.0.9"]\ntoken = "{TOKEN}"\n')
+    s = load_settings(
+        environ={
+            "PACS_NODE_DESTINATIONS": WEB_DESTINATIONS,
+            "PACS_NODE_DICOMWEB_CREDENTIALS": f"archive=basic:node:{PASSWORD}",
+            "PACS_NODE_DICOMWEB_CREDENTIALS_FILE": str(file),
+            "PACS_NODE_DICOMWEB_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        }
+    )
+    headers = {d.name: d.authorization.reveal() for d in s.registry if d.authorization}
+    assert headers == {
+        "archive": "Basic " + base64.b64encode(f"node:{PASSWORD}".encode()).decode(),
+        "10.0.0.9": f"Bearer {TOKEN}",
+    }
+    ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    assert [d.ca_file for d in s.registry] == [ca, ca, None]
+    for shown in (repr(s), str(s), repr(s.registry), *map(str, s.registry)):
+        assert PASSWORD not in shown and TOKEN not in shown and "Basic " not in shown
+    (doubt,) = s.doubts()
+    assert doubt.startswith("DICOMweb destination 10.0.0.9 (http://10.0.0.9:8042/dw) gets its")
+
+
+def test_credentials_in_a_toml_config_file_use_the_same_syntax(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'destinations = ["archive=https://pacs/dw"]\n'
+        f'dicomweb_credentials = ["archive=bearer:{TOKEN}"]\n'
+    )
+    (archive,) = load_settings(config, environ={}).registry
+    assert archive.authorization is not None
+    assert archive.authorization.reveal() == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize(
+    ("credentials", "problem"),
+    [
+        (f"archive=bearer:{TOKEN}x y", "entry 1: the token must be"),
+        (f"archive:basic:{PASSWORD}", "entry 1: it is not NAME=bearer:TOKEN or NAME=basic"),
+        (f"archive=digest:{PASSWORD}", "entry 1: it is not NAME=bearer"),
+        (f"archive=basic:{PASSWORD}", "entry 1: the password must be printable text"),
+        (f"archive=basic:node:{PASSWORD}\x07", "entry 1: the password must be printable text"),
+        (f"archive=bearer:{TOKEN},archive=bearer:{TOKEN}", "entry 2: archive is named twice"),
+        (f"PACS=bearer:{TOKEN}", "no DICOMweb destination is named PACS"),
+        (f"nowhere=bearer:{TOKEN}", "no DICOMweb destination is named nowhere"),
+    ],
+)
+def test_bad_dicomweb_credentials_name_the_variable_not_the_secret(
+    credentials: str, problem: str
+) -> None:
+    environ = {
+        "PACS_NODE_DESTINATIONS": WEB_DESTINATIONS,
+        "PACS_NODE_DICOMWEB_CREDENTIALS": credentials,
+    }
+    with pytest.raises(ConfigError, match=f"^PACS_NODE_DICOMWEB_CREDENTIALS: {problem}") as raised:
+        load_settings(environ=environ)
+    assert PASSWORD not in str(raised.value) and TOKEN not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "cannot read .*: No such file or directory"),
+        (f'[archive]\ntoken = "{PASSWORD}\n', "is not TOML"),
+        (f'[archive]\ntoken = "{TOKEN}"\npassword = "{PASSWORD}"\n', r"\[archive\] in .* must"),
+        (f'archive = "{TOKEN}"\n', r"\[archive\] in .* must hold token, or username and password"),
+        (f'[archive]\nusername = "a:b"\npassword = "{PASSWORD}"\n', "must not contain ':'"),
+        ("[archive]\ntoken = 42\n", "the token must be"),
+        (f'[nowhere]\ntoken = "{TOKEN}"\n', "no DICOMweb destination is named nowhere"),
+    ],
+)
+def test_a_bad_credentials_file_names_its_variable_not_the_secret(
+    tmp_path: Path, text: str | None, problem: str
+) -> None:
+    path = tmp_path / "missing.toml" if text is None else write_credentials_file(tmp_path, text)
+    environ = {
+        "PACS_NODE_DESTINATIONS": WEB_DESTINATIONS,
+        "PACS_NODE_DICOMWEB_CREDENTIALS_FILE": str(path),
+    }
+    with pytest.raises(
+        ConfigError, match=rf"^PACS_NODE_DICOMWEB_CREDENTIALS_FILE: .*{problem}"
+    ) as e:
+        load_settings(environ=environ)
+    assert PASSWORD not in str(e.value) and TOKEN not in str(e.value)
+
+
+def test_credentials_for_one_destination_are_given_once(tmp_path: Path) -> None:
+    file = write_credentials_file(tmp_path, f'[archive]\ntoken = "{TOKEN}"\n')
+    environ = {
+        "PACS_NODE_DESTINATIONS": WEB_DESTINATIONS,
+        "PACS_NODE_DICOMWEB_CREDENTIALS": f"archive=bearer:{TOKEN}",
+        "PACS_NODE_DICOMWEB_CREDENTIALS_FILE": str(file),
+    }
+    with pytest.raises(ConfigError, match=r"^PACS_NODE_DICOMWEB_CREDENTIALS: archive also in"):
+        load_settings(environ=environ)
+
+
+def test_an_unloadable_ca_bundle_names_its_variable(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"^PACS_NODE_DICOMWEB_CA_FILE: cannot load CA cert"):
+        load_settings(environ={"PACS_NODE_DICOMWEB_CA_FILE": str(bundle)})
+
+
+def test_credentials_given_directly_must_be_secrets() -> None:
+    archive = Destination.dicomweb("https://pacs/dw", name="archive")
+    with pytest.raises(ConfigError, match=r"^dicomweb_credentials: credentials must be Secret"):
+        Settings(destinations=(archive,), dicomweb_credentials={"archive": "Bearer x"})  # type: ignore[dict-item]
+    settings = Settings(destinations=(archive,), dicomweb_credentials={"archive": Secret("B x")})
+    assert settings.registry.named("archive") == replace(archive, authorization=Secret("B x"))
+    assert repr(Secret("B x")) == "Secret('***')" and f"{Secret('B x')}" == "***"

@@ -1,0 +1,55 @@
+"""A registry of configured peers by their unique names (destinations, sources) and the grammar
+of those names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A peer's name: 1-64 of A-Z a-z 0-9 _ . - (what a delivery records, what commands name)."""
+
+
+class Named(Protocol):
+    """Anything with a name."""
+
+    @property
+    def name(self) -> str:
+        """Its unique name."""
+
+
+T = TypeVar("T", bound=Named)
+
+
+@dataclass(frozen=True)
+class Registry(Generic[T]):
+    """Configured peers by name; names are unique (``what`` and ``how_to_name`` word the error).
+
+    Raises:
+        ValueError: on construction, if two peers share a name.
+    """
+
+    items: tuple[T, ...] = ()
+    what: ClassVar[str] = "peer"
+    how_to_name: ClassVar[str] = "NAME=..."
+
+    def __post_init__(self) -> None:
+        names = [item.name for item in self.items]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(
+                f"{self.what} names must be unique ({', '.join(doubled)}): "
+                f"name them as {self.how_to_name}"
+            )
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def named(self, name: str) -> T | None:
+        """The peer called ``name`` (None if none is configured by that name)."""
+        return next((item for item in self.items if item.name == name), None)
