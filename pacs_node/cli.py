@@ -1,4 +1,5 @@
-"""The edge's commands of ``pacs-node``: serve, db, force-complete, retrieve, jobs and tokens.
+"""The edge's commands of ``pacs-node``: serve, db, force-complete, retrieve, export, jobs and
+tokens.
 
 The ``pacs-node`` command itself is :mod:`worker.main`, which adds the commands that need the ML
 stack and, for the embedded mode, the in-process worker; this package never imports either.
@@ -14,12 +15,13 @@ from typing import Any
 
 from pacs_node import admin_cli
 from pacs_node.config import Settings
+from pacs_node.export import command as export_command
 from pacs_node.retrieve import command as retrieve_command
 from pacs_node.service import EmbeddedWorkerStarter
 
 LOG = logging.getLogger(__name__)
 
-EDGE_COMMANDS = ("serve", "db", "force-complete", "retrieve", *admin_cli.COMMANDS)
+EDGE_COMMANDS = ("serve", "db", "force-complete", "retrieve", "export", *admin_cli.COMMANDS)
 
 
 def add_parsers(commands: Any) -> None:
@@ -30,6 +32,7 @@ def add_parsers(commands: Any) -> None:
     force = commands.add_parser("force-complete", help="complete a study now")
     force.add_argument("study_instance_uid")
     retrieve_command.add_parser(commands)
+    export_command.add_parser(commands)
     admin_cli.add_parsers(commands)
 
 
@@ -50,6 +53,8 @@ def run(
         return _force_complete(settings, args.study_instance_uid)
     if args.command == "retrieve":
         return retrieve_command.run(args, settings)
+    if args.command == "export":
+        return export_command.run(args, settings)
     return admin_cli.run(args, settings)
 
 

@@ -179,6 +179,8 @@ class Settings:
     selection_rules: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
+    # OHIF's prebuilt app (its dist/ folder), served at /viewer/ when it is there.
+    viewer_dir: Path = Path("vendor/ohif/dist")
     # Job control limits, set by the PACS_NODE_* names of JobPolicy's fields.
     policy: JobPolicy = field(default_factory=JobPolicy)
 
@@ -200,6 +202,10 @@ class Settings:
             raise SettingError("log_format", f"must be text or json, not {self.log_format!r}")
         if _DEVICE_RE.fullmatch(self.device) is None:
             raise SettingError("device", f"{self.device!r} is not auto, cpu, cuda or cuda:N")
+        if self.viewer_dir.exists() and not (self.viewer_dir / "index.html").is_file():
+            raise SettingError(
+                "viewer_dir", f"{self.viewer_dir} has no index.html: give OHIF's dist folder"
+            )
 
     def _check_network(self) -> None:
         for setting in _NOT_EMPTY:

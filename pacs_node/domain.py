@@ -42,6 +42,9 @@ class InstanceOrigin(StrEnum):
     """A derived object (SEG, SR, KO, PR, secondary capture, ...) from another system."""
     OWN_RESULT = "own_result"
     """One of the node's own results sent back to it (a PACS that forwards everything)."""
+    REFERENCE = "reference"
+    """A segmentation that references one of the node's SEGs: a reviewer's corrected version,
+    kept as the study's reference segmentation (recorded as feedback, never analysed or sent)."""
 
 
 class SeriesRole(StrEnum):

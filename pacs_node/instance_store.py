@@ -5,8 +5,9 @@ The policy for a SOP Instance UID the node already holds is *keep the first*: th
 again is a repeat (counted, not rewritten); other content under a held UID is not stored and is
 counted on the held instance (``different_copies``), as PACS do by default. A UID held in another
 study or series is a conflict. Derived objects that turn out to be the node's own results are
-filed as such; neither they nor other derived objects open a study
-(:mod:`pacs_node.origin`).
+filed as such, and segmentations that refer to one of the node's SEGs as reference
+segmentations (a reviewer's correction, recorded as feedback on that SEG's job); none of them
+opens a study (:mod:`pacs_node.origin`).
 """
 
 from __future__ import annotations
@@ -68,10 +69,7 @@ class InstanceStore:
         record = dataclasses.replace(
             record, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
         )
-        if record.origin is InstanceOrigin.DERIVED and self._ledger.is_own_result(
-            record.sop_instance_uid
-        ):
-            record = dataclasses.replace(record, origin=InstanceOrigin.OWN_RESULT)
+        record = self._recognised(record)
         with self._locks[hash(record.sop_instance_uid) % LOCK_STRIPES]:
             held = self._ledger.held_copy(record.sop_instance_uid)
             if held is None:
@@ -100,6 +98,18 @@ class InstanceStore:
                 )
             self._ledger.record_instance(record)
             return Stored(StoreOutcome.REPEATED, record.origin)
+
+    def _recognised(self, record: InstanceRecord) -> InstanceRecord:
+        """``record`` with its origin refined: a derived object may be the node's own result, or
+        a segmentation that corrects one of the node's SEGs (a reference segmentation)."""
+        if record.origin is not InstanceOrigin.DERIVED:
+            return record
+        if self._ledger.is_own_result(record.sop_instance_uid):
+            return dataclasses.replace(record, origin=InstanceOrigin.OWN_RESULT)
+        job_id = self._ledger.job_corrected_by(record.references)
+        if job_id is None:
+            return record
+        return dataclasses.replace(record, origin=InstanceOrigin.REFERENCE, corrects_job_id=job_id)
 
     def _write_and_record(self, record: InstanceRecord, data: bytes) -> None:
         self._spool.write_instance(

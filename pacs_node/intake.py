@@ -22,7 +22,7 @@ from pacs_node.domain import InstanceOrigin
 from pacs_node.errors import ConflictingInstanceError, InvalidIdentifierError, SpoolFullError
 from pacs_node.instance_store import InstanceStore, Stored, StoreOutcome
 from pacs_node.logs import redact
-from pacs_node.origin import is_derived_sop_class
+from pacs_node.origin import is_derived_sop_class, referenced_instances
 from pacs_node.scp.statuses import StoreStatus
 from pacs_node.selection import series_attributes
 from pacs_node.spool import Spool
@@ -184,6 +184,7 @@ def describe(ds: Dataset, spool: Spool, calling_ae: str) -> InstanceRecord:
             if is_derived_sop_class(ds.SOPClassUID)
             else InstanceOrigin.SOURCE
         ),
+        references=referenced_instances(ds),
     )
 
 
@@ -195,6 +196,7 @@ def tally_key(stored: Stored) -> str:
         InstanceOrigin.SOURCE: "stored",
         InstanceOrigin.DERIVED: "derived",
         InstanceOrigin.OWN_RESULT: "own_result",
+        InstanceOrigin.REFERENCE: "reference",
     }[stored.origin]
 
 
@@ -205,6 +207,7 @@ _TALLY_WORDS = {
     "stored": "source images stored",
     "derived": "derived objects stored (no analysis)",
     "own_result": "own results sent back, stored (no analysis)",
+    "reference": "reference segmentations stored (no analysis)",
     StoreOutcome.REPEATED.value: "repeats",
     StoreOutcome.DIFFERENT_COPY_IGNORED.value: "different copies not stored",
     REFUSED: "refused",

@@ -5,7 +5,8 @@ Two sources, one registry per process:
 * the database, read at scrape time (:class:`DatabaseCollector`): instances received (by
   origin) and different copies not stored, studies
   completed, jobs by state, queue depth, deliveries by channel (dicom, hl7) and state (dead ones
-  are the delivery and HL7 failures), and deliveries waiting for a retry after a failed attempt.
+  are the delivery and HL7 failures), deliveries waiting for a retry after a failed attempt, and
+  reviewers' feedback (verdicts by model version, and each version's agreement rate).
   The database is the truth shared by every process, so any process serving ``/metrics`` reports
   the same counts;
 * histograms of stage durations and model inference time (:class:`NodeMetrics`), fed from the
@@ -13,7 +14,8 @@ Two sources, one registry per process:
   incrementally at each scrape from the process's start on (counters restart with the process,
   as Prometheus expects).
 
-Labels are fixed vocabularies (stage, state, channel, queue): never a UID, name or patient ID.
+Labels are fixed vocabularies (stage, state, channel, queue, subject, verdict) or a model
+version (name and hash prefixes): never a UID, name or patient ID.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs_node.db.feedback import ModelAgreement, Subject, agreement_by_model, feedback_counts
 from pacs_node.db.jobs import count_by_state
 from pacs_node.db.queries import queue_depth
 from pacs_node.db.tables import Delivery, Instance, JobEvent, Series, Study
@@ -73,6 +76,8 @@ class DatabaseCollector(Collector):
                 .where(Delivery.state == "pending", Delivery.attempts > 0)
                 .group_by(Delivery.channel)
             ).all()
+            verdicts = feedback_counts(session)
+            agreement = agreement_by_model(session)
         received = CounterMetricFamily(
             f"{NAMESPACE}_instances_received",
             "SOP instances stored (distinct; re-sent instances count once), by origin: source "
@@ -120,6 +125,46 @@ class DatabaseCollector(Collector):
         for channel, count in retrying:
             waiting.add_metric([channel], count)
         yield waiting
+        yield from _feedback_metrics(verdicts, agreement)
+
+
+MODEL_LABELS = ["model", "checkpoint", "config"]
+"""A model version: its name and the first 12 hex digits of its checkpoint and config hashes."""
+
+
+def _model_labels(name: str | None, checkpoint: str | None, config: str | None) -> list[str]:
+    return [name or "none", (checkpoint or "none")[:12], (config or "none")[:12]]
+
+
+def _feedback_metrics(
+    verdicts: list[tuple[str | None, str | None, str | None, str, str, int]],
+    agreement: list[ModelAgreement],
+) -> Iterator[Metric]:
+    """Reviewers' verdicts given, and the agreement rate of each model version."""
+    given = CounterMetricFamily(
+        f"{NAMESPACE}_feedback",
+        "Reviewers' verdicts (accept, reject, amend) on findings and segmentations, by model "
+        "version; a corrected SEG sent back counts as an amended segmentation",
+        labels=[*MODEL_LABELS, "subject", "verdict"],
+    )
+    for name, checkpoint, config, subject, verdict, count in verdicts:
+        given.add_metric([*_model_labels(name, checkpoint, config), subject, verdict], count)
+    yield given
+    rate = GaugeMetricFamily(
+        f"{NAMESPACE}_feedback_agreement_ratio",
+        "Accepted / reviewed of each model version's findings and segmentations (the latest "
+        "verdict per job and subject)",
+        labels=[*MODEL_LABELS, "subject"],
+    )
+    for model in agreement:
+        labels = _model_labels(model.model_name, model.checkpoint_sha256, model.config_hash)
+        for subject, tally in (
+            (Subject.FINDING, model.findings),
+            (Subject.SEGMENTATION, model.segmentation),
+        ):
+            if tally.agreement_rate is not None:
+                rate.add_metric([*labels, subject.value], tally.agreement_rate)
+    yield rate
 
 
 class TimingFeed:

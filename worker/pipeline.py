@@ -23,15 +23,24 @@ import pydicom
 from hl7apy.core import Message
 from pydicom import Dataset
 
-from models.labels import load_label_scheme
+from models.labels import LabelScheme, load_label_scheme
 from models.volume import INPUT_ROLES, REFERENCE_ROLE, VolumeInput
 from pacs_node.domain import Channel, ResultKind
 from pacs_node.results.comparison import PriorReport, compare
 from pacs_node.results.hl7 import build_not_analysed_oru, build_oru
-from pacs_node.results.inputs import AlgorithmInfo, LevelFinding, LevelMeasurement, ResultContext
+from pacs_node.results.inputs import (
+    AlgorithmInfo,
+    LevelFinding,
+    LevelMeasurement,
+    LevelRegion,
+    RegionShape,
+    ResultContext,
+)
 from pacs_node.results.key_images import build_key_images
 from pacs_node.results.seg import build_seg
+from pacs_node.results.source import ordered_series
 from pacs_node.results.sr import build_not_analysed_sr, build_sr
+from pacs_node.results.summary import ordered_levels
 from worker.io import LoadedSeries, read_series
 
 MEASUREMENT_NAMES = {"disc_height_mm": ("disc_height", "mm", 1)}
@@ -159,6 +168,89 @@ def algorithm_of(prediction: Prediction) -> AlgorithmInfo:
     )
 
 
+def _region(
+    level: str, image: Dataset, shape: RegionShape, points: Sequence[tuple[float, float]]
+) -> LevelRegion:
+    return LevelRegion(
+        level=level,
+        sop_instance_uid=str(image.SOPInstanceUID),
+        sop_class_uid=str(image.SOPClassUID),
+        points=tuple((round(float(c), 2), round(float(r), 2)) for c, r in points),
+        graphic_type=shape,
+    )
+
+
+def _outline(mask: np.ndarray) -> list[tuple[float, float]]:
+    """The closed rectangle around a 2D mask, in (column, row) image coordinates, first corner
+    repeated last: the region viewers list as a rectangle measurement (OHIF hydrates a closed
+    POLYLINE of 4 or 5 points as its rectangle tool; other outlines it draws but cannot list)."""
+    rows, cols = np.nonzero(mask)
+    left, right = float(cols.min()), float(cols.max() + 1)
+    top, bottom = float(rows.min()), float(rows.max() + 1)
+    return [(left, top), (right, top), (right, bottom), (left, bottom), (left, top)]
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    """Centre of a 2D mask's pixels, (column, row) image coordinates."""
+    rows, cols = np.nonzero(mask)
+    return np.array([cols.mean() + 0.5, rows.mean() + 0.5])
+
+
+def _disc_region(level: str, images: list[Dataset], labels: np.ndarray) -> LevelRegion | None:
+    """The rectangle around the disc on the slice where it is largest (the first such slice
+    along the normal), or None where it is not segmented."""
+    areas = labels.sum(axis=(1, 2))
+    if not areas.any():
+        return None
+    index = int(np.argmax(areas))
+    return _region(level, images[index], RegionShape.POLYLINE, _outline(labels[index]))
+
+
+def _between_region(
+    level: str, images: list[Dataset], above: np.ndarray, below: np.ndarray
+) -> LevelRegion | None:
+    """The midpoint of the two vertebrae around a disc that is not segmented, on the slice where
+    both show most, or None where no slice shows both."""
+    both = np.minimum(above.sum(axis=(1, 2)), below.sum(axis=(1, 2)))
+    if not both.any():
+        return None
+    index = int(np.argmax(both))
+    centre = (_centroid(above[index]) + _centroid(below[index])) / 2
+    return _region(level, images[index], RegionShape.POINT, [(centre[0], centre[1])])
+
+
+def level_regions(
+    source_images: Sequence[Dataset],
+    label_map: np.ndarray,
+    levels: Sequence[str],
+    scheme: LabelScheme,
+) -> list[LevelRegion]:
+    """Where each disc level lies on the reference series, from the predicted label map.
+
+    A segmented disc gives the rectangle around it on the slice where it is largest; a disc that
+    is not segmented gives the midpoint of its two vertebrae where both are; a level with neither
+    gets no region (the SR then reports it apart from the located ones).
+
+    Raises:
+        ValueError: if the label map does not fit the series (see
+            :func:`~pacs_node.results.source.ordered_series`) or a level is not a disc of
+            ``scheme``.
+    """
+    images, labels = ordered_series(source_images, label_map)
+    discs = [d.name for d in scheme.discs]
+    vertebrae = [v.value for v in scheme.vertebrae]
+    regions = []
+    for level in levels:
+        index = discs.index(level)
+        region = _disc_region(level, images, labels == scheme.by_name(level).value)
+        if region is None:
+            above, below = vertebrae[index], vertebrae[index + 1]
+            region = _between_region(level, images, labels == above, labels == below)
+        if region is not None:
+            regions.append(region)
+    return regions
+
+
 def _encode(dataset: Dataset) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
@@ -196,7 +288,8 @@ def encode_results(
     algorithm = algorithm_of(prediction)
     context = context.for_model(algorithm)
     findings, measurements = findings_of(prediction), measurements_of(prediction)
-    values = {s.name: s.value for s in load_label_scheme().structures}
+    scheme = load_label_scheme()
+    values = {s.name: s.value for s in scheme.structures}
     images = list(reference.datasets)
     label_map = np.asarray(prediction.label_map)
     results: list[EncodedResult] = []
@@ -210,6 +303,7 @@ def encode_results(
                 for ds in build_key_images(images, label_map, values, context=context)
             )
     comparison = None if prior is None else compare(findings, measurements, prior)
+    levels = ordered_levels([f.level for f in findings] + [m.level for m in measurements])
     sr = build_sr(
         images,
         findings,
@@ -217,6 +311,7 @@ def encode_results(
         algorithm=algorithm,
         context=context,
         segmentation=seg,
+        regions=level_regions(images, label_map, levels, scheme),
         comparison=comparison,
     )
     results.append(_dicom_result(ResultKind.SR, sr))

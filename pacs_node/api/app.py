@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacs_node.api import dicomweb, health, retrievals, routes
+from pacs_node.api import dicomweb, feedback, health, retrievals, routes, viewer
 from pacs_node.api.context import ApiContext, Check
 from pacs_node.assembly import StudyAssembler
 from pacs_node.config import Settings
@@ -71,11 +71,12 @@ def create_app(
         title="pacs-node admin API",
         version="1",
         description=(
-            "Job history, job detail, retry/replay/force-complete, statistics and metrics; "
-            "DICOMweb (STOW-RS, QIDO-RS, WADO-RS) under /dicom-web. "
-            "Send `Authorization: Bearer <token>` (`pacs-node tokens create`); viewers read, "
-            "senders store by STOW-RS, admins do everything. Admin actions are written to the "
-            "audit log."
+            "Job history, job detail, retry/replay/force-complete, retrieve from a source, "
+            "per-finding feedback, statistics and metrics; DICOMweb (STOW-RS, QIDO-RS, WADO-RS) "
+            "under /dicom-web; the OHIF viewer under /viewer. "
+            "Send `Authorization: Bearer <token>` (`pacs-node tokens create`); viewers read and "
+            "give feedback, senders store by STOW-RS, admins do everything. Actions are written "
+            "to the audit log."
         ),
     )
     app.state.context = ApiContext(
@@ -90,8 +91,10 @@ def create_app(
     app.middleware("http")(_log_request)
     app.include_router(routes.router)
     app.include_router(retrievals.router)
+    app.include_router(feedback.router)
     app.include_router(health.router)
     app.include_router(dicomweb.router)
+    app.include_router(viewer.router)
     app.mount("/dashboard", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
 
     @app.get("/", include_in_schema=False)

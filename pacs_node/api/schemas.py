@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -67,3 +68,40 @@ class RetrieveAccepted(BaseModel):
     """The source holds the study (or studies): each is being fetched as one retrieval."""
 
     retrievals: list[int] = Field(description="ids for GET /api/retrievals/{id}")
+
+
+class FeedbackSubject(BaseModel):
+    """A level's finding (``level`` and ``abnormality``), or the segmentation as a whole."""
+
+    level: str | None = Field(default=None, max_length=16, description="e.g. L4/L5")
+    abnormality: str | None = Field(default=None, max_length=32, description="e.g. disc_bulge")
+    segmentation: bool = Field(default=False, description="the SEG as a whole")
+
+
+class FeedbackRequest(BaseModel):
+    """One verdict on each listed subject of a job's results."""
+
+    items: list[FeedbackSubject] = Field(min_length=1, max_length=100)
+    verdict: Literal["accept", "reject", "amend"]
+    amended_value: str | None = Field(
+        default=None,
+        max_length=500,
+        description="amend: present or absent for a finding, a note for the segmentation",
+    )
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class FeedbackRecorded(BaseModel):
+    """The feedback rows stored."""
+
+    job_id: int
+    feedback_ids: list[int]
+
+
+class JobFindings(BaseModel):
+    """What a job's results say, as a reviewer checks them: each disc level's present/absent
+    calls (from its SR) and whether it made a segmentation."""
+
+    job_id: int
+    findings: dict[str, dict[str, bool]]
+    segmentation: bool

@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.db.base import utcnow
+from pacs_node.db.feedback import record_reference_segmentation
 from pacs_node.db.tables import Instance, ReceiveError, Result, Series, Study
-from pacs_node.domain import InstanceOrigin, StudyStatus
+from pacs_node.domain import InstanceOrigin, ResultKind, StudyStatus
 from pacs_node.errors import ConflictingInstanceError
 
 
@@ -38,6 +39,10 @@ class InstanceRecord:
     series_attributes: dict[str, Any] = field(default_factory=dict)
     sha256: str | None = None
     origin: InstanceOrigin = InstanceOrigin.SOURCE
+    references: frozenset[str] = frozenset()
+    """A segmentation: the SOP Instance UIDs it refers to (``origin.referenced_instances``)."""
+    corrects_job_id: int | None = None
+    """A reference segmentation: the job whose SEG it corrects (set by the instance store)."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,9 @@ class InstanceLedger:
                 )
             )
             return RecordOutcome.REPEATED, ids
-        conn.execute(
-            insert(Instance).values(
+        instance_id = conn.execute(
+            insert(Instance)
+            .values(
                 series_id=series_id,
                 sop_instance_uid=record.sop_instance_uid,
                 sop_class_uid=record.sop_class_uid,
@@ -136,7 +142,15 @@ class InstanceLedger:
                 received_at=now,
                 times_received=1,
             )
-        )
+            .returning(Instance.id)
+        ).scalar_one()
+        if record.corrects_job_id is not None:
+            record_reference_segmentation(
+                conn,
+                job_id=record.corrects_job_id,
+                instance_id=instance_id,
+                sender=record.calling_ae,
+            )
         if record.origin is not InstanceOrigin.SOURCE:
             # Derived objects and the node's own results never open a study (the loop guard).
             return RecordOutcome.NEW, ids
@@ -239,6 +253,25 @@ class InstanceLedger:
                 select(Result.id).where(Result.sop_instance_uid == sop_instance_uid)
             )
         return found is not None
+
+    def job_corrected_by(self, references: frozenset[str]) -> int | None:
+        """The job whose SEG is among ``references`` (a segmentation's referenced instances).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: if the database fails.
+        """
+        if not references:
+            return None
+        with self._sessions() as session:
+            return session.scalar(
+                select(Result.job_id)
+                .where(
+                    Result.kind == ResultKind.SEG.value,
+                    Result.sop_instance_uid.in_(sorted(references)),
+                )
+                .order_by(Result.id.desc())
+                .limit(1)
+            )
 
     def record_different_copy(self, instance_id: int) -> None:
         """Count a copy with other content sent under a held SOP Instance UID (not stored).

@@ -288,6 +288,53 @@ class Delivery(Base):
     __table_args__ = (UniqueConstraint("result_id", "destination"),)
 
 
+class Feedback(Base):
+    """A reviewer's verdict on one finding of a job, or on its segmentation as a whole.
+
+    Kept by study, so a newer version of the study shows the feedback given on earlier ones
+    (``job_id`` says which); the model columns are copied from the job, so agreement rates stay
+    per model version whatever happens to the job later. A reference segmentation sent back
+    (a corrected SEG) is an ``amend`` of the segmentation with ``reference_instance_id`` set.
+    """
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(16), comment="finding or segmentation")
+    level: Mapped[str | None] = mapped_column(String(16), comment="a finding: its disc level")
+    abnormality: Mapped[str | None] = mapped_column(
+        String(32), comment="a finding: its abnormality"
+    )
+    verdict: Mapped[str] = mapped_column(String(8), comment="accept, reject or amend")
+    amended_value: Mapped[str | None] = mapped_column(
+        String(500), comment="amend: present/absent for a finding, a note for the segmentation"
+    )
+    comment: Mapped[str | None] = mapped_column(String(1000))
+    given_by: Mapped[str] = mapped_column(
+        String(64), comment="token name, cli:<user>, or ae:<AE title> for a reference SEG"
+    )
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    reference_instance_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instances.id"), comment="a reference segmentation: the SEG received"
+    )
+
+    __table_args__ = (
+        CheckConstraint("subject IN ('finding', 'segmentation')", name="subject"),
+        CheckConstraint("verdict IN ('accept', 'reject', 'amend')", name="verdict"),
+        CheckConstraint(
+            "(subject = 'finding') = (level IS NOT NULL AND abnormality IS NOT NULL)",
+            name="finding_names_level",
+        ),
+        CheckConstraint("(verdict = 'amend') = (amended_value IS NOT NULL)", name="amend_value"),
+        Index(None, "model_name", "checkpoint_sha256", "config_hash"),
+    )
+
+
 class ApiToken(Base):
     """An admin API token; only its SHA-256 is stored."""
 

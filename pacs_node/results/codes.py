@@ -154,6 +154,11 @@ DEVICE: Final = _dcm("121007", "Device")
 """Observer type of the SR's observation context: the AI is a device observer."""
 ARTIFICIAL_INTELLIGENCE: Final = _dcm("123110", "Artificial Intelligence")
 """Algorithm family (CID 7162)."""
+UNLOCALISED_LEVELS: Final = _local("PN-RPT-001", "Levels not localised on the images")
+"""Report-level container of the groups of levels that have no image region (kept out of
+"Imaging Measurements", where viewers expect every group to point at an image)."""
+DISC_HEIGHT_METHOD: Final = _local("PN-MTH-001", "Disc height from the AI segmentation")
+"""Measurement method of the disc height: measured on the model's disc segment."""
 
 STUDY_INSTANCE_UID: Final = _dcm("110180", "Study Instance UID")
 AI_SPINE_ANALYSIS: Final = _local("PN-SVC-001", "AI lumbar spine MRI analysis")

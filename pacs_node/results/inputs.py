@@ -23,6 +23,7 @@ from pacs_node.results.codes import (
     STRUCTURE_CODES,
 )
 from pacs_node.results.identity import DEFAULT_UID_PREFIX
+from pacs_node.validation import validate_uid
 
 AI_LABEL = "AI generated - not for clinical use"
 """Written into every result until the node is cleared for clinical use."""
@@ -129,6 +130,46 @@ class LevelMeasurement:
     def site(self) -> str:
         """The structure measured."""
         return self.structure or self.level
+
+
+class RegionShape(StrEnum):
+    """Graphic type of a level's image region (PS3.3 C.18.6.1.1)."""
+
+    POINT = "POINT"
+    """The level's centre, where its disc is not segmented."""
+    POLYLINE = "POLYLINE"
+    """The disc's outline, closed (first point repeated last)."""
+
+
+@dataclass(frozen=True)
+class LevelRegion:
+    """Where a disc level lies on the analysed series: a point or closed outline on one image.
+
+    ``points`` are (column, row) image coordinates of that instance, PS3.3 C.18.6.1.2: (0, 0) is
+    the top left corner of the top left pixel, so the centre of pixel (row r, column c) is
+    (c + 0.5, r + 0.5).
+    """
+
+    level: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    points: tuple[tuple[float, float], ...]
+    graphic_type: RegionShape
+
+    def __post_init__(self) -> None:
+        if self.level not in DISC_CODES:
+            raise ValueError(f"unknown disc level {self.level!r}")
+        validate_uid(self.sop_instance_uid, "SOP Instance UID of a region")
+        validate_uid(self.sop_class_uid, "SOP Class UID of a region")
+        shape = RegionShape(self.graphic_type)
+        if any(len(p) != 2 or not all(math.isfinite(v) and v >= 0 for v in p) for p in self.points):
+            raise ValueError(f"region of {self.level}: points must be finite (column, row) >= 0")
+        if shape is RegionShape.POINT and len(self.points) != 1:
+            raise ValueError(f"region of {self.level}: a POINT has exactly one point")
+        if shape is RegionShape.POLYLINE and (
+            len(set(self.points)) < 3 or self.points[0] != self.points[-1]
+        ):
+            raise ValueError(f"region of {self.level}: an outline is closed, of 3 points or more")
 
 
 @dataclass(frozen=True)

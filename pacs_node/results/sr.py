@@ -1,9 +1,13 @@
 """DICOM Comprehensive 3D SR: a TID 1500 measurement report of the per-level results.
 
-One measurement group (TID 1411, or TID 1501 when the level has no segment) per disc level, holding
-the five abnormalities as coded findings (present/absent) with their model probabilities, the
-measurements at that level, and a reference to the level's segment in the SEG. The report ends with
-an impression (TID 1500 row 12 "Qualitative Evaluations"). Compared with a prior study, each
+Each disc level is located on the analysed images: a TID 1410 group holds its image region (the
+disc's outline, or its centre, on one source image), and when the level's disc has a segment in
+the SEG a TID 1411 group with the same tracking identifier and UID references that segment. The
+level's findings (the five abnormalities as coded present/absent evaluations with their model
+probabilities, and its measurements) sit in the segment's group, or in the region's group when
+there is no segment. A level without a region is reported in a report-level container of its own
+(TID 1501 groups), out of "Imaging Measurements". The report ends with an impression (TID 1500
+row 12 "Qualitative Evaluations"). Compared with a prior study, each
 group also says which findings are new, resolved or unchanged and how the disc height changed, and
 the report names the prior and references its SR. For a study the node skipped,
 :func:`build_not_analysed_sr` writes a report that says so and why.
@@ -11,21 +15,24 @@ the report names the prior and references its SR. For a study the node skipped,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import TypedDict
 
 import highdicom as hd
+import numpy as np
 from highdicom.sr import CodedConcept
 from pydicom import Dataset
 
 from pacs_node.results import codes
-from pacs_node.results.comparison import Comparison, PriorReport
+from pacs_node.results.comparison import DISC_HEIGHT, Comparison, PriorReport
 from pacs_node.results.identity import derive_uid
 from pacs_node.results.inputs import (
     AI_LABEL,
     AlgorithmInfo,
     LevelFinding,
     LevelMeasurement,
+    LevelRegion,
     ResultContext,
     ResultStatus,
 )
@@ -72,16 +79,22 @@ def _text(name: CodedConcept, value: str) -> hd.sr.TextContentItem:
     )
 
 
+def _append_container(
+    report: hd.sr.MeasurementReport, name: CodedConcept, items: Sequence[hd.sr.ContentItem]
+) -> None:
+    """Add a container of ``items`` to the root of a report."""
+    container = hd.sr.ContainerContentItem(
+        name=name, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+    container.ContentSequence = hd.sr.ContentSequence(items)
+    report[0].ContentSequence.append(container)
+
+
 def _append_evaluations(
     report: hd.sr.MeasurementReport, items: Sequence[hd.sr.ContentItem]
 ) -> None:
     """Add the TID 1500 row 12 "Qualitative Evaluations" container to a report."""
-    container = hd.sr.ContainerContentItem(
-        name=codes.QUALITATIVE_EVALUATIONS,
-        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-    )
-    container.ContentSequence = hd.sr.ContentSequence(items)
-    report[0].ContentSequence.append(container)
+    _append_container(report, codes.QUALITATIVE_EVALUATIONS, items)
 
 
 def _segment_numbers(segmentation: Dataset | None) -> dict[str, int]:
@@ -90,41 +103,82 @@ def _segment_numbers(segmentation: Dataset | None) -> dict[str, int]:
     return {str(s.SegmentLabel): int(s.SegmentNumber) for s in segmentation.SegmentSequence}
 
 
-class _GroupArgs(TypedDict):
-    """Arguments shared by the TID 1411 and TID 1501 measurement group constructors."""
+def _referenced_segment(
+    segmentation: Dataset | None, segment_number: int | None
+) -> hd.sr.ReferencedSegment | None:
+    if segmentation is None or segment_number is None:
+        return None
+    return hd.sr.ReferencedSegment.from_segmentation(segmentation, segment_number=segment_number)
+
+
+class _Identity(TypedDict):
+    """What every group of a level repeats: which finding it is about and who found it."""
 
     tracking_identifier: hd.sr.TrackingIdentifier
     finding_category: CodedConcept
     finding_type: CodedConcept
     finding_sites: list[hd.sr.FindingSite]
     algorithm_id: hd.sr.AlgorithmIdentification
+
+
+class _Content(TypedDict):
+    """What a level's findings are: measurements and qualitative evaluations."""
+
     measurements: list[hd.sr.Measurement] | None
     qualitative_evaluations: list[hd.sr.QualitativeEvaluation] | None
 
 
-def _level_group(
+_Group = (
+    hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+    | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+    | hd.sr.MeasurementsAndQualitativeEvaluations
+)
+
+
+def _identity(level: str, algorithm: AlgorithmInfo, context: ResultContext) -> _Identity:
+    """A fresh copy per group (highdicom items belong to one parent each). The tracking UID is
+    the one of the level's SEG segment, so viewers tie the level's groups and segment together."""
+    site = codes.DISC_CODES[level]
+    return _Identity(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=segment_tracking_uid(context, level), identifier=level
+        ),
+        finding_category=codes.ANATOMICAL_STRUCTURE,
+        finding_type=site,
+        finding_sites=[hd.sr.FindingSite(site)],
+        algorithm_id=_algorithm_id(algorithm),
+    )
+
+
+def _algorithm_id(algorithm: AlgorithmInfo) -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(
+        name=algorithm.name,
+        version=algorithm.version,
+        parameters=[f"{k}={v}" for k, v in algorithm.parameters().items()],
+        family=codes.ARTIFICIAL_INTELLIGENCE,
+    )
+
+
+def _measurement(m: LevelMeasurement) -> hd.sr.Measurement:
+    name, unit = codes.MEASUREMENT_CODES[m.name]
+    return hd.sr.Measurement(
+        name=name,
+        value=m.value,
+        unit=unit,
+        finding_sites=[hd.sr.FindingSite(codes.structure_code(m.site))],
+        method=codes.DISC_HEIGHT_METHOD if m.name == DISC_HEIGHT else None,
+    )
+
+
+def _content(
     level: str,
     findings: Sequence[LevelFinding],
     measurements: Sequence[LevelMeasurement],
-    algorithm_id: hd.sr.AlgorithmIdentification,
-    segmentation: Dataset | None,
-    segment_number: int | None,
-    context: ResultContext,
     comparison: Comparison | None,
-) -> (
-    hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
-    | hd.sr.MeasurementsAndQualitativeEvaluations
-):
-    site = codes.DISC_CODES[level]
-    values = [
-        hd.sr.Measurement(
-            name=codes.MEASUREMENT_CODES[m.name][0],
-            value=m.value,
-            unit=codes.MEASUREMENT_CODES[m.name][1],
-            finding_sites=[hd.sr.FindingSite(codes.structure_code(m.site))],
-        )
-        for m in measurements
-    ] + [
+) -> _Content:
+    """The level's measurements (then probabilities, then height change) and its calls (then
+    their changes since the prior)."""
+    values = [_measurement(m) for m in measurements] + [
         hd.sr.Measurement(
             name=codes.ABNORMALITY_PROBABILITY_CODES[f.abnormality],
             value=f.probability,
@@ -139,38 +193,82 @@ def _level_group(
                 name=codes.DISC_HEIGHT_CHANGE, value=height.change_mm, unit=codes.MILLIMETER
             )
         )
-    common = _GroupArgs(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=segment_tracking_uid(context, level), identifier=level
-        ),
-        finding_category=codes.ANATOMICAL_STRUCTURE,
-        finding_type=site,
-        finding_sites=[hd.sr.FindingSite(site)],
-        algorithm_id=algorithm_id,
-        measurements=values or None,
-        qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(
-                name=codes.ABNORMALITY_CODES[f.abnormality],
-                value=codes.PRESENT if f.present else codes.ABSENT,
-            )
-            for f in findings
-        ]
-        + [
-            hd.sr.QualitativeEvaluation(
-                name=codes.CHANGE_CODES[c.abnormality], value=codes.CHANGE_VALUES[c.change.value]
-            )
-            for c in changes
-        ]
-        or None,
-    )
-    if segmentation is not None and segment_number is not None:
-        return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(
-                segmentation, segment_number=segment_number
-            ),
-            **common,
+    evaluations = [
+        hd.sr.QualitativeEvaluation(
+            name=codes.ABNORMALITY_CODES[f.abnormality],
+            value=codes.PRESENT if f.present else codes.ABSENT,
         )
-    return hd.sr.MeasurementsAndQualitativeEvaluations(**common)
+        for f in findings
+    ] + [
+        hd.sr.QualitativeEvaluation(
+            name=codes.CHANGE_CODES[c.abnormality], value=codes.CHANGE_VALUES[c.change.value]
+        )
+        for c in changes
+    ]
+    return _Content(measurements=values or None, qualitative_evaluations=evaluations or None)
+
+
+def _image_region(region: LevelRegion) -> hd.sr.ImageRegion:
+    return hd.sr.ImageRegion(
+        graphic_type=region.graphic_type.value,
+        graphic_data=np.asarray(region.points, dtype=float),
+        source_image=hd.sr.SourceImageForRegion(
+            referenced_sop_class_uid=region.sop_class_uid,
+            referenced_sop_instance_uid=region.sop_instance_uid,
+        ),
+    )
+
+
+def _level_groups(
+    identity: Callable[[], _Identity],
+    content: _Content,
+    region: LevelRegion | None,
+    segment: hd.sr.ReferencedSegment | None,
+) -> list[_Group]:
+    """A level's groups for "Imaging Measurements", or one TID 1501 group if it has no region.
+
+    A localised level gets a TID 1410 group holding its image region; with a segment in the SEG,
+    a TID 1411 group holding the segment reference follows (a TID 1410 group cannot hold both),
+    sharing the tracking identifier and UID. The findings go into the group of the segment when
+    there is one (they were derived from it), else into the TID 1410 group.
+    """
+    if region is None:
+        if segment is not None:
+            raise ValueError("a level with a segment needs an image region")
+        return [hd.sr.MeasurementsAndQualitativeEvaluations(**identity(), **content)]
+    planar = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        referenced_region=_image_region(region),
+        **identity(),
+        **(_Content(measurements=None, qualitative_evaluations=None) if segment else content),
+    )
+    if segment is None:
+        return [planar]
+    volumetric = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        referenced_segment=segment, **identity(), **content
+    )
+    return [planar, volumetric]
+
+
+def _regions_by_level(
+    regions: Sequence[LevelRegion], source_images: Sequence[Dataset], levels: Sequence[str]
+) -> dict[str, LevelRegion]:
+    """The regions by level, each checked to lie on one of the source images.
+
+    Raises:
+        ValueError: if a level has two regions, a region is of a level not reported, or its
+            image is not one of ``source_images`` (by SOP instance and class).
+    """
+    sources = {str(i.SOPInstanceUID): str(i.SOPClassUID) for i in source_images}
+    by_level: dict[str, LevelRegion] = {}
+    for region in regions:
+        if region.level in by_level:
+            raise ValueError(f"level {region.level} has more than one region")
+        if region.level not in levels:
+            raise ValueError(f"level {region.level} has a region but no findings")
+        if sources.get(region.sop_instance_uid) != region.sop_class_uid:
+            raise ValueError(f"the region of {region.level} is not on a source image")
+        by_level[region.level] = region
+    return by_level
 
 
 def _document(
@@ -212,6 +310,7 @@ def build_sr(
     algorithm: AlgorithmInfo,
     context: ResultContext,
     segmentation: Dataset | None = None,
+    regions: Sequence[LevelRegion] = (),
     previous_versions: Sequence[Dataset] = (),
     comparison: Comparison | None = None,
 ) -> hd.sr.Comprehensive3DSR:
@@ -225,7 +324,12 @@ def build_sr(
         algorithm: The model that produced them.
         context: The job; its status sets the Preliminary Flag (preliminary vs final/corrected).
         segmentation: The job's SEG of the same study: a level whose disc has a segment there
-            gets a TID 1411 group referencing that segment.
+            gets a TID 1411 group referencing that segment (and needs a region).
+        regions: Where each level lies on ``source_images``: a level with a region gets a
+            TID 1410 group holding it; a level without one is reported in the report-level
+            "Levels not localised on the images" container instead (viewers such as OHIF fail on
+            an "Imaging Measurements" group that points at no image), unless no level has a
+            region: then its groups stay in "Imaging Measurements", which TID 1500 requires.
         previous_versions: SR instances this report replaces (for a corrected result).
         comparison: The changes since the patient's prior study: per level, each finding's
             change and the disc height change are added to the level's group, the comparison
@@ -236,7 +340,8 @@ def build_sr(
 
     Raises:
         ValueError: if there are no findings and no measurements, a level/abnormality pair occurs
-            twice, or ``source_images`` is empty.
+            twice, ``source_images`` is empty, or a region does not fit (see
+            :func:`_regions_by_level`), or a level has a segment but no region.
     """
     if not source_images:
         raise ValueError("source_images is empty")
@@ -245,30 +350,30 @@ def build_sr(
     pairs = [(f.level, f.abnormality) for f in findings]
     if len(set(pairs)) != len(pairs):
         raise ValueError("a level/abnormality pair occurs more than once")
+    levels = ordered_levels([f.level for f in findings] + [m.level for m in measurements])
+    by_level = _regions_by_level(regions, source_images, levels)
     segment_numbers = _segment_numbers(segmentation)
-    algorithm_id = hd.sr.AlgorithmIdentification(
-        name=algorithm.name,
-        version=algorithm.version,
-        parameters=[f"{k}={v}" for k, v in algorithm.parameters().items()],
-        family=codes.ARTIFICIAL_INTELLIGENCE,
-    )
-    groups = [
-        _level_group(
-            level,
-            [f for f in findings if f.level == level],
-            [m for m in measurements if m.level == level],
-            algorithm_id,
-            segmentation,
-            segment_numbers.get(level),
-            context,
-            comparison,
+    localised: list[_Group] = []
+    unlocalised: list[_Group] = []
+    for level in levels:
+        groups = _level_groups(
+            functools.partial(_identity, level, algorithm, context),
+            _content(
+                level,
+                [f for f in findings if f.level == level],
+                [m for m in measurements if m.level == level],
+                comparison,
+            ),
+            by_level.get(level),
+            _referenced_segment(segmentation, segment_numbers.get(level)),
         )
-        for level in ordered_levels([f.level for f in findings] + [m.level for m in measurements])
-    ]
+        (localised if level in by_level else unlocalised).extend(groups)
+    if not localised:  # TID 1500 needs a group in "Imaging Measurements"
+        localised, unlocalised = unlocalised, []
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(context, algorithm.name),
         procedure_reported=codes.IMAGING_PROCEDURE,
-        imaging_measurements=groups,
+        imaging_measurements=localised,
         title=codes.IMAGING_MEASUREMENT_REPORT,
     )
     impression = hd.sr.CodeContentItem(
@@ -280,6 +385,8 @@ def build_sr(
     if comparison is not None:
         evaluations.append(_text(codes.COMPARISON, comparison.summary()))
     _append_evaluations(report, evaluations)
+    if unlocalised:
+        _append_container(report, codes.UNLOCALISED_LEVELS, [i for g in unlocalised for i in g])
     evidence = [*source_images, *([segmentation] if segmentation is not None else [])]
     sr = _document(evidence, report, context, previous_versions)
     if comparison is not None:

@@ -1,11 +1,18 @@
-"""Reading the findings back from a TID 1500 SR: what a PACS user sees, per disc level."""
+"""Reading the findings back from a TID 1500 SR: what a PACS user sees, per disc level.
+
+A level's findings may sit in any of its groups (TID 1410, 1411 or 1501, in "Imaging
+Measurements" or, for a level without an image region, in the "Levels not localised on the images"
+container); the groups of a level share its tracking identifier.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
+from pydicom import Dataset
 
 from pacs_node.results import codes
 
@@ -38,8 +45,10 @@ def levels_from_sr(path: Path) -> SrLevels:
     if not isinstance(report, hd.sr.MeasurementReport):
         raise ValueError(f"{path} is not a TID 1500 measurement report")
     groups = [
+        *report.get_planar_roi_measurement_groups(),
         *report.get_volumetric_roi_measurement_groups(),
         *report.get_image_measurement_groups(),
+        *_unlocalised_groups(document.ContentSequence),
     ]
     levels = SrLevels({}, {})
     for group in groups:
@@ -55,6 +64,20 @@ def levels_from_sr(path: Path) -> SrLevels:
             if all(site.value == disc for site in measurement.finding_sites):
                 levels.disc_heights[level] = float(measurement.value)
     return levels
+
+
+def _unlocalised_groups(
+    root: Sequence[Dataset],
+) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
+    """The TID 1501 groups of the levels the report could not place on an image."""
+    return [
+        hd.sr.MeasurementsAndQualitativeEvaluations.from_sequence([group])
+        for container in root
+        if container.ValueType == "CONTAINER"
+        and container.ConceptNameCodeSequence[0].CodeValue == codes.UNLOCALISED_LEVELS.value
+        and container.ConceptNameCodeSequence[0].CodingSchemeDesignator == codes.LOCAL_SCHEME
+        for group in container.ContentSequence
+    ]
 
 
 def findings_from_sr(path: Path) -> dict[str, dict[str, bool]]:

@@ -7,12 +7,13 @@ stores in Orthanc and in the ORU.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import highdicom as hd
 import pydicom
 import pytest
 from hl7apy.parser import parse_message
+from pydicom import Dataset
 
 from bench.e2e.harness import DCMTK_ENV, STORESCU
 from pacs_node.results import codes
@@ -41,6 +42,32 @@ def push(node: NodeProcess, folder: Path) -> None:
         check=False,
     )
     assert sent.returncode == 0, sent.stderr
+
+
+def coded_items(items: Sequence[Dataset]) -> Iterator[tuple[str, str, str]]:
+    """(tracking identifier, concept name code, value code) of every coded item of every
+    measurement group in an SR content tree, whichever container holds the group."""
+    for item in items:
+        if item.ValueType != "CONTAINER":
+            continue
+        children = item.get("ContentSequence", [])
+        level = next(
+            (
+                c.TextValue
+                for c in children
+                if c.ValueType == "TEXT" and c.ConceptNameCodeSequence[0].CodeValue == "112039"
+            ),
+            None,
+        )
+        if level is not None:
+            for c in children:
+                if c.ValueType == "CODE":
+                    yield (
+                        level,
+                        c.ConceptNameCodeSequence[0].CodeValue,
+                        c.ConceptCodeSequence[0].CodeValue,
+                    )
+        yield from coded_items(children)
 
 
 def expected_changes(now: dict[str, dict[str, bool]], before: dict[str, dict[str, bool]]):
@@ -120,17 +147,11 @@ def test_a_new_study_is_compared_with_the_prior_fetched_from_the_pacs(tmp_path: 
     expected = expected_changes(
         levels_from_sr(current_sr).findings, levels_from_sr(prior_sr).findings
     )
-    report = hd.sr.srread(current_sr).content
-    encoded = {}
-    for group in (
-        report.get_volumetric_roi_measurement_groups() + report.get_image_measurement_groups()
-    ):
-        for evaluation in group.get_qualitative_evaluations():
-            key = CHANGE_BY_CODE.get(evaluation.name.value)
-            if key is not None:
-                encoded[(str(group.tracking_identifier), key)] = CHANGE_VALUE_BY_CODE[
-                    evaluation.value.value
-                ]
+    encoded = {
+        (level, CHANGE_BY_CODE[name]): CHANGE_VALUE_BY_CODE[value]
+        for level, name, value in coded_items(pydicom.dcmread(current_sr).ContentSequence)
+        if name in CHANGE_BY_CODE
+    }
     assert encoded == expected and encoded, (encoded, expected)
     evidence = pydicom.dcmread(current_sr).PertinentOtherEvidenceSequence[0]
     assert evidence.StudyInstanceUID == prior.study_instance_uid

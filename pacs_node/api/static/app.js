@@ -2,7 +2,8 @@
 "use strict";
 
 const REFRESH_MS = 5000;
-const state = { token: sessionStorage.getItem("pacs-node-token") || "", cursor: null, pages: 0, jobId: null };
+const state = { token: sessionStorage.getItem("pacs-node-token") || "", cursor: null, pages: 0, jobId: null,
+  studyUid: null };
 const $ = (selector) => document.querySelector(selector);
 
 function el(tag, text, className) {
@@ -159,6 +160,7 @@ async function openJob(jobId) {
   try {
     const detail = await (await api(`/api/jobs/${jobId}`)).json();
     const job = detail.job;
+    state.studyUid = job.study_instance_uid;
     $("#detail").hidden = false;
     $("#detail-title").textContent = `Job ${job.id} (version ${job.version}): ${job.state}`;
     const facts = $("#detail-facts");
@@ -192,6 +194,7 @@ async function openJob(jobId) {
     fillTable("#acks", ["destination", "state", "ACK", "attempts", "error"],
       detail.hl7_acks.map((a) => [a.destination, a.state, a.last_status, a.attempts, a.last_error]));
     await showOverlay(jobId);
+    await loadReview(jobId);
   } catch (error) {
     setStatus(error.message, true);
   }
@@ -248,11 +251,118 @@ async function retrieve(event) {
   }
 }
 
+// Review (IHE AIRAI): accept, reject or amend each finding of the job's SR, and its SEG.
+function percent(rate) {
+  return rate === null ? "-" : `${Math.round(rate * 100)}%`;
+}
+
+function subjectText(entry) {
+  return entry.subject === "segmentation" ? "segmentation" : `${entry.level} ${entry.abnormality}`;
+}
+
+function verdictButton(label, item, verdict, amendedValue) {
+  const button = el("button", label);
+  button.dataset.verdict = verdict;
+  button.addEventListener("click", () => giveFeedback(item, verdict, amendedValue));
+  return button;
+}
+
+function reviewRow(item, cells, amend) {
+  const row = el("tr");
+  row.dataset.subject = item.segmentation ? "segmentation" : `${item.level} ${item.abnormality}`;
+  for (const value of cells) row.append(el("td", value ?? "-"));
+  const actions = el("td");
+  actions.append(verdictButton("Accept", item, "accept"), verdictButton("Reject", item, "reject"),
+    verdictButton(amend.label, item, "amend", amend.value));
+  row.append(actions);
+  return row;
+}
+
+async function loadReview(jobId) {
+  const body = $("#review tbody");
+  try {
+    const calls = await (await api(`/api/jobs/${jobId}/findings`)).json();
+    const given = await (await api(`/api/jobs/${jobId}/feedback`)).json();
+    const latest = new Map(given.filter((e) => e.job_id === jobId).map((e) => [subjectText(e), e]));
+    const verdictOf = (key) => latest.has(key) ? latest.get(key).verdict : null;
+    body.replaceChildren();
+    const head = el("tr");
+    for (const name of ["level", "abnormality", "model", "your verdict", ""]) head.append(el("th", name));
+    body.append(head);
+    for (const [level, findings] of Object.entries(calls.findings)) {
+      for (const [abnormality, present] of Object.entries(findings)) {
+        const call = present ? "present" : "absent";
+        const other = present ? "absent" : "present";
+        body.append(reviewRow({ level, abnormality },
+          [level, abnormality, call, verdictOf(`${level} ${abnormality}`)],
+          { label: `Amend: ${other}`, value: other }));
+      }
+    }
+    if (calls.segmentation) {
+      body.append(reviewRow({ segmentation: true },
+        ["all levels", "segmentation", "SEG", verdictOf("segmentation")], { label: "Amend", value: null }));
+    }
+    fillTable("#feedback", ["when", "by", "job (version)", "model", "subject", "verdict", "value", "comment"],
+      given.map((e) => [new Date(e.given_at).toLocaleString(), e.given_by, `${e.job_id} (v${e.job_version})`,
+        e.model_name, subjectText(e), e.verdict, e.amended_value, e.comment]));
+  } catch (error) {
+    const row = el("tr");
+    row.append(el("td", `no review (${error.message})`));
+    body.replaceChildren(row);
+  }
+}
+
+async function giveFeedback(item, verdict, amendedValue) {
+  const result = $("#review-result");
+  const body = { items: [item], verdict };
+  const comment = $("#review-comment").value.trim();
+  if (comment) body.comment = comment;
+  if (verdict === "amend") body.amended_value = amendedValue ?? ($("#review-note").value.trim() || "needs correction");
+  try {
+    await api(`/api/jobs/${state.jobId}/feedback`, {
+      method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" },
+    });
+    result.textContent = `${verdict} recorded`;
+    result.className = "";
+    await Promise.all([loadReview(state.jobId), loadAgreement()]);
+  } catch (error) {
+    result.textContent = error.message;
+    result.className = "error";
+  }
+}
+
+async function loadAgreement() {
+  try {
+    const models = await (await api("/api/feedback/summary")).json();
+    fillTable("#agreement", ["model", "checkpoint", "findings reviewed", "agreement", "per abnormality",
+      "segmentations reviewed", "agreement"],
+    models.map((m) => [m.model_name, (m.checkpoint_sha256 || "").slice(0, 12), m.findings.reviewed,
+      percent(m.findings.agreement_rate),
+      Object.entries(m.by_abnormality).map(([name, t]) => `${name} ${percent(t.agreement_rate)}`).join(", "),
+      m.segmentation.reviewed, percent(m.segmentation.agreement_rate)]));
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+// The OHIF viewer reads DICOMweb with a session cookie holding the token (HttpOnly: set by the node).
+async function openViewer() {
+  const result = $("#action-result");
+  try {
+    await api("/api/viewer-session", { method: "POST" });
+    window.open(`/viewer/viewer?StudyInstanceUIDs=${encodeURIComponent(state.studyUid)}`, "_blank", "noopener");
+  } catch (error) {
+    result.textContent = `viewer: ${error.message}`;
+    result.className = "error";
+  }
+}
+
 function refresh() {
   if (!state.token) return;
   loadJobs(false);
   loadStats();
   loadRetrievals();
+  loadAgreement();
 }
 
 $("#login").addEventListener("submit", (event) => {
@@ -265,6 +375,7 @@ $("#filters").addEventListener("submit", (event) => { event.preventDefault(); lo
 $("#more").addEventListener("click", () => loadJobs(true));
 $("#retrieve").addEventListener("submit", retrieve);
 $("#retry").addEventListener("click", () => act(`/api/jobs/${state.jobId}/retry`));
+$("#open-viewer").addEventListener("click", openViewer);
 $("#replay").addEventListener("click", () =>
   act(`/api/jobs/${state.jobId}/replay`, { destination: $("#replay-destination").value.trim() }));
 // Live update of the first page; paused while older pages are shown or the tab is hidden.

@@ -45,6 +45,9 @@ def test_every_data_route_needs_a_valid_token_and_admin_routes_need_admin(node: 
         "/api/stats",
         "/api/audit",
         "/api/node",
+        "/api/jobs/1/feedback",
+        "/api/jobs/1/findings",
+        "/api/feedback/summary",
         "/metrics",
     }
     with node.sessions.begin() as session:
@@ -57,7 +60,9 @@ def test_every_data_route_needs_a_valid_token_and_admin_routes_need_admin(node: 
             bad = node.client.request(method, path, headers={"Authorization": f"Bearer {secret}"})
             assert bad.status_code == 401, (method, path)
         viewer = node.client.request(method, path, headers=node.headers(Role.VIEWER))
-        admin_only = method == "POST" or path == "/api/audit"
+        # Feedback is a review, not an admin action: viewers give it; and open viewer sessions.
+        viewer_posts = ("/feedback", "/viewer-session")
+        admin_only = (method == "POST" and not path.endswith(viewer_posts)) or path == "/api/audit"
         assert (viewer.status_code == 403) is admin_only, (method, path, viewer.status_code)
     with node.sessions() as session:
         assert session.scalar(select(func.count()).select_from(AuditLog)) == 0

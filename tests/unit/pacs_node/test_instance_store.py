@@ -1,5 +1,5 @@
 """Storing received instances: keep the first copy, never open a study for a derived object or
-one of the node's own results."""
+one of the node's own results; a SEG that corrects the node's SEG is the reference segmentation."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydicom.uid import SegmentationStorage
+from pydicom import Dataset
+from pydicom.uid import ComprehensiveSRStorage, SegmentationStorage
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs_node.db.feedback import feedback_for_study
 from pacs_node.db.jobs import create_job
 from pacs_node.db.ledger import InstanceLedger, InstanceRecord
 from pacs_node.db.tables import Instance, Result, Series, Study
 from pacs_node.domain import InstanceOrigin, JobState, StudyStatus
 from pacs_node.errors import ConflictingInstanceError
 from pacs_node.instance_store import InstanceStore, StoreOutcome
+from pacs_node.origin import referenced_instances
 from pacs_node.spool import Spool
 from tests.unit.pacs_node.db.test_ledger_assembly import Clock, RecordingQueue, make_assembler
 
@@ -138,3 +141,81 @@ def test_own_results_sent_back_do_not_reopen_the_study(
     again = store.store(dataclasses.replace(echo), b"our own SEG")
     assert again.outcome is StoreOutcome.REPEATED
     assert study_status(sessions) == StudyStatus.COMPLETE
+
+
+def test_a_segmentation_that_corrects_the_nodes_seg_is_the_reference_segmentation(
+    sessions: sessionmaker[Session], spool: Spool
+) -> None:
+    store = InstanceStore(spool, InstanceLedger(sessions))
+    store.store(record(spool), b"an MR image")
+    with sessions.begin() as session:
+        session.execute(update(Study).values(status=StudyStatus.COMPLETE.value))
+        study_id = session.scalar(select(Study.id))
+        assert study_id is not None
+        job = create_job(session, study_id=study_id, state=JobState.DONE, trigger="forced")
+        job.model_name, job.checkpoint_sha256 = "lumbarclip", "a" * 64
+        session.add(
+            Result(
+                job_id=job.id,
+                kind="seg",
+                sop_instance_uid="1.2.3.4.5.900.1",
+                path="results/x.dcm",
+                sha256="0" * 64,
+                size_bytes=1,
+            )
+        )
+        job_id = job.id
+    elsewhere = record(
+        spool, sop="1.2.3.4.5.8.1", series="1.2.3.4.5.8", origin=InstanceOrigin.DERIVED
+    )
+    unrelated = dataclasses.replace(elsewhere, references=frozenset({SOP}))
+    assert store.store(unrelated, b"a workstation's SEG").origin is InstanceOrigin.DERIVED
+    corrected = dataclasses.replace(
+        record(spool, sop="1.2.3.4.5.901.1", series="1.2.3.4.5.901", origin=InstanceOrigin.DERIVED),
+        references=frozenset({SOP, "1.2.3.4.5.900.1"}),
+    )
+    stored = store.store(corrected, b"the SEG, corrected")
+    assert (stored.outcome, stored.origin) == (StoreOutcome.STORED, InstanceOrigin.REFERENCE)
+    assert store.store(corrected, b"the SEG, corrected").outcome is StoreOutcome.REPEATED
+    assert study_status(sessions) == StudyStatus.COMPLETE
+    with sessions() as session:
+        (entry,) = feedback_for_study(session, job_id=job_id)
+        origin = session.scalar(
+            select(Series.origin).where(Series.series_instance_uid == "1.2.3.4.5.901")
+        )
+    assert origin == "reference"
+    assert (entry.subject, entry.verdict, entry.amended_value) == (
+        "segmentation",
+        "amend",
+        "reference SEG received",
+    )
+    assert (entry.given_by, entry.model_name, entry.reference_sop_instance_uid) == (
+        "ae:PACS",
+        "lumbarclip",
+        "1.2.3.4.5.901.1",
+    )
+
+
+def test_a_segmentations_references_are_read_from_every_sequence() -> None:
+    def item(**values: object) -> Dataset:
+        ds = Dataset()
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        return ds
+
+    seg = item(
+        SOPClassUID=SegmentationStorage,
+        ReferencedSeriesSequence=[
+            item(ReferencedInstanceSequence=[item(ReferencedSOPInstanceUID="1.2.1")])
+        ],
+        PerFrameFunctionalGroupsSequence=[
+            item(
+                DerivationImageSequence=[
+                    item(SourceImageSequence=[item(ReferencedSOPInstanceUID="1.2.2")])
+                ]
+            )
+        ],
+    )
+    assert referenced_instances(seg) == {"1.2.1", "1.2.2"}
+    seg.SOPClassUID = ComprehensiveSRStorage  # only a segmentation can be a reference one
+    assert referenced_instances(seg) == frozenset()

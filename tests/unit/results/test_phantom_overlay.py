@@ -24,6 +24,7 @@ from pacs_node.results.inputs import LevelFinding, LevelMeasurement
 from pacs_node.results.seg import build_seg
 from pacs_node.results.sr import build_sr
 from worker.phantom.datasets import build_series_datasets
+from worker.pipeline import level_regions
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +100,23 @@ def test_phantom_truth_as_report_and_message(phantom: PhantomStudy, algorithm, c
     heights = [
         LevelMeasurement(lv, "disc_height", h, "mm") for lv, h in phantom.measurements.items()
     ]
-    sr = build_sr(images, findings, heights, algorithm=algorithm, context=context, segmentation=seg)
+    regions = level_regions(images, series.labels, list(phantom.findings), load_label_scheme())
+    sr = build_sr(
+        images,
+        findings,
+        heights,
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+        regions=regions,
+    )
     report = hd.sr.MeasurementReport.from_sequence([sr])
     groups = report.get_volumetric_roi_measurement_groups()
     segmented = {s.SegmentLabel for s in seg.SegmentSequence}
     assert {g.tracking_identifier for g in groups} == set(phantom.findings) & segmented
+    # Every segmented disc is outlined on an image of the series.
+    outlined = {g.tracking_identifier for g in report.get_planar_roi_measurement_groups()}
+    assert outlined >= set(phantom.findings) & segmented
     message = build_oru(images[0], findings, heights, context=context).to_er7()
     present = sum(p for per_level in phantom.findings.values() for p in per_level.values())
     flagged = [line.split("|") for line in message.split("\r") if line.startswith("OBX")]

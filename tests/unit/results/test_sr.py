@@ -13,16 +13,22 @@ import highdicom as hd
 import pytest
 from pydicom import Dataset
 
+from models.labels import load_label_scheme
 from pacs_node.results import codes
+from pacs_node.results.comparison import read_prior_report
 from pacs_node.results.inputs import (
     AI_LABEL,
     LevelFinding,
     LevelMeasurement,
+    LevelRegion,
+    RegionShape,
     ResultContext,
     ResultStatus,
 )
-from pacs_node.results.seg import build_seg
+from pacs_node.results.seg import build_seg, segment_tracking_uid
 from pacs_node.results.sr import build_not_analysed_sr, build_sr
+from pacs_node.results.sr_findings import levels_from_sr
+from worker.pipeline import level_regions
 
 RoundTrip = Callable[[Dataset], Dataset]
 ABNORMALITIES = tuple(codes.ABNORMALITY_CODES)
@@ -66,6 +72,15 @@ def seg(t2_series, structure_values, algorithm, context) -> hd.seg.Segmentation:
     )
 
 
+@pytest.fixture
+def regions(t2_series) -> list[LevelRegion]:
+    """Where the reported levels lie: L4/L5 and L5/S1 outlined; T9/T10 (and its vertebrae) are
+    not in the phantom, so it has none."""
+    return level_regions(
+        t2_series.images, t2_series.label_map, ("L5/S1", "T9/T10", "L4/L5"), load_label_scheme()
+    )
+
+
 def _report(sr: Dataset) -> tuple[Dataset, hd.sr.MeasurementReport]:
     """Encode, then read back with highdicom's SR reader."""
     buffer = io.BytesIO()
@@ -78,7 +93,7 @@ def _report(sr: Dataset) -> tuple[Dataset, hd.sr.MeasurementReport]:
 
 
 def test_round_trip_groups_findings_and_segment_references(
-    t2_series, findings, measurements, seg, algorithm, context
+    t2_series, findings, measurements, seg, regions, algorithm, context
 ) -> None:
     sr = build_sr(
         t2_series.images,
@@ -87,16 +102,24 @@ def test_round_trip_groups_findings_and_segment_references(
         algorithm=algorithm,
         context=context,
         segmentation=seg,
+        regions=regions,
     )
     read, report = _report(sr)
+    planar = report.get_planar_roi_measurement_groups()
     volumetric = report.get_volumetric_roi_measurement_groups()
-    plain = report.get_image_measurement_groups()
-    # Cranio-caudal order; T9/T10 has no segment, so its group is TID 1501.
+    # Cranio-caudal order; T9/T10 has no segment and no region: it is reported apart.
+    assert [g.tracking_identifier for g in planar] == ["L4/L5", "L5/S1"]
     assert [g.tracking_identifier for g in volumetric] == ["L4/L5", "L5/S1"]
-    assert [g.tracking_identifier for g in plain] == ["T9/T10"]
+    assert report.get_image_measurement_groups() == []
     segment_numbers = {s.SegmentLabel: s.SegmentNumber for s in seg.SegmentSequence}
-    for group in volumetric:
+    for region_group, group in zip(planar, volumetric, strict=True):
         level = group.tracking_identifier
+        # The region's group carries the identity only; the findings sit with the segment.
+        assert region_group.tracking_uid == group.tracking_uid
+        assert region_group.finding_type == codes.DISC_CODES[level]
+        assert not region_group.get_measurements()
+        called = {e.name.value for e in region_group.get_qualitative_evaluations()}
+        assert called.isdisjoint(c.value for c in codes.ABNORMALITY_CODES.values())
         assert group.finding_type == codes.DISC_CODES[level]
         assert group.finding_sites[0].value == codes.DISC_CODES[level]
         assert (
@@ -126,6 +149,117 @@ def test_round_trip_groups_findings_and_segment_references(
     assert evidence == {i.SOPInstanceUID for i in t2_series.images} | {seg.SOPInstanceUID}
 
 
+def _content(item: Dataset) -> list[Dataset]:
+    return list(item.get("ContentSequence", []))
+
+
+def _named(items: list[Dataset], code: str) -> list[Dataset]:
+    return [i for i in items if i.ConceptNameCodeSequence[0].CodeValue == code]
+
+
+def test_every_imaging_measurement_has_a_region_on_a_source_image(
+    t2_series, findings, measurements, seg, regions, algorithm, context, roundtrip: RoundTrip
+) -> None:
+    """What OHIF needs: merged by Tracking Unique Identifier, each measurement's groups hold a
+    SCOORD whose selected-from image is an instance of the analysed series."""
+    sr = roundtrip(
+        build_sr(
+            t2_series.images,
+            findings,
+            measurements,
+            algorithm=algorithm,
+            context=context,
+            segmentation=seg,
+            regions=regions,
+        )
+    )
+    (imaging,) = _named(_content(sr), "126010")
+    merged: dict[str, list[Dataset]] = {}
+    for group in _named(_content(imaging), "125007"):
+        (uid,) = _named(_content(group), "112040")
+        merged.setdefault(uid.UID, []).extend(_content(group))
+    assert len(merged) == 2
+    sources = {i.SOPInstanceUID: i.SOPClassUID for i in t2_series.images}
+    for level, items in zip(("L4/L5", "L5/S1"), merged.values(), strict=True):
+        (scoord,) = [i for i in items if i.ValueType in ("SCOORD", "SCOORD3D")]
+        assert (scoord.ValueType, scoord.GraphicType) == ("SCOORD", "POLYLINE")
+        assert list(scoord.GraphicData[:2]) == list(scoord.GraphicData[-2:])  # closed
+        (image,) = _content(scoord)
+        assert image.RelationshipType == "SELECTED FROM"
+        reference = image.ReferencedSOPSequence[0]
+        assert sources[reference.ReferencedSOPInstanceUID] == reference.ReferencedSOPClassUID
+        region = next(r for r in regions if r.level == level)
+        assert reference.ReferencedSOPInstanceUID == region.sop_instance_uid
+        assert any(
+            i.ValueType == "IMAGE" and "ReferencedSegmentNumber" in i.ReferencedSOPSequence[0]
+            for i in items
+        )
+    # The level without a region is outside "Imaging Measurements", in its own container.
+    (apart,) = _named(_content(sr), codes.UNLOCALISED_LEVELS.value)
+    (group,) = _content(apart)
+    (identifier,) = _named(_content(group), "112039")
+    assert identifier.TextValue == "T9/T10"
+    assert not [i for i in _content(group) if i.ValueType in ("SCOORD", "SCOORD3D")]
+
+
+def test_readers_find_every_level_whatever_its_groups(
+    t2_series, findings, measurements, seg, regions, algorithm, context, tmp_path: Path
+) -> None:
+    path = tmp_path / "sr.dcm"
+    build_sr(
+        t2_series.images,
+        [*findings, LevelFinding("L3/L4", "disc_bulge", 0.7, True)],
+        [*measurements, LevelMeasurement("T9/T10", "disc_height", 6.0, "mm")],
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+        regions=[
+            *regions,
+            LevelRegion(
+                "L3/L4",
+                t2_series.images[0].SOPInstanceUID,
+                t2_series.images[0].SOPClassUID,
+                ((20.0, 30.5),),
+                RegionShape.POINT,
+            ),
+        ],
+    ).save_as(path, enforce_file_format=True)
+    levels = levels_from_sr(path)
+    assert set(levels.findings) == {"L3/L4", "L4/L5", "L5/S1", "T9/T10"}
+    assert levels.findings["L4/L5"] == {k: k == "disc_protrusion" for k in ABNORMALITIES}
+    assert levels.findings["T9/T10"] == dict.fromkeys(ABNORMALITIES, False)
+    assert levels.findings["L3/L4"] == {"disc_bulge": True}
+    assert levels.disc_heights == {"L4/L5": 8.5, "L5/S1": 7.25, "T9/T10": 6.0}
+    assert read_prior_report(path).findings == levels.findings
+    # L3/L4 has a region but no segment: its findings sit in its TID 1410 group.
+    report = hd.sr.srread(path).content
+    (l3l4,) = [
+        g for g in report.get_planar_roi_measurement_groups() if g.tracking_identifier == "L3/L4"
+    ]
+    assert l3l4.roi.graphic_type == hd.sr.GraphicTypeValues.POINT
+    assert l3l4.get_qualitative_evaluations()
+    assert l3l4.tracking_uid == segment_tracking_uid(context, "L3/L4")
+
+
+def test_region_and_segment_inputs_are_checked(
+    t1_series, t2_series, findings, seg, regions, algorithm, context
+) -> None:
+    def build(**kwargs: object) -> None:
+        build_sr(t2_series.images, findings, [], algorithm=algorithm, context=context, **kwargs)
+
+    with pytest.raises(ValueError, match="needs an image region"):
+        build(segmentation=seg)
+    with pytest.raises(ValueError, match="more than one region"):
+        build(segmentation=seg, regions=[*regions, regions[0]])
+    other = t1_series.images[0]
+    elsewhere = LevelRegion("L4/L5", other.SOPInstanceUID, other.SOPClassUID, ((1, 1),), "POINT")
+    with pytest.raises(ValueError, match="not on a source image"):
+        build(regions=[elsewhere])
+    unreported = LevelRegion("L1/L2", other.SOPInstanceUID, other.SOPClassUID, ((1, 1),), "POINT")
+    with pytest.raises(ValueError, match="no findings"):
+        build(regions=[unreported])
+
+
 def _text_items(sr: Dataset) -> dict[str, str]:
     root = sr.ContentSequence
     container = next(i for i in root if i.ConceptNameCodeSequence[0].CodeValue == "C0034375")
@@ -138,7 +272,7 @@ def _text_items(sr: Dataset) -> dict[str, str]:
 
 
 def test_impression_summarises_findings(
-    t2_series, findings, measurements, seg, algorithm, context
+    t2_series, findings, measurements, seg, regions, algorithm, context
 ) -> None:
     sr = build_sr(
         t2_series.images,
@@ -147,6 +281,7 @@ def test_impression_summarises_findings(
         algorithm=algorithm,
         context=context,
         segmentation=seg,
+        regions=regions,
     )
     items = _text_items(sr)
     assert items["Impression"] == codes.IMAGING_RESULT_ABNORMAL.value
@@ -204,7 +339,7 @@ def test_corrected_report_lists_its_predecessor(t2_series, findings, algorithm, 
 
 
 def test_rebuild_is_byte_identical(
-    t2_series, findings, measurements, seg, algorithm, context, tmp_path: Path
+    t2_series, findings, measurements, seg, regions, algorithm, context, tmp_path: Path
 ) -> None:
     paths = []
     for name in ("a.dcm", "b.dcm"):
@@ -216,6 +351,7 @@ def test_rebuild_is_byte_identical(
             algorithm=algorithm,
             context=context,
             segmentation=seg,
+            regions=regions,
         ).save_as(paths[-1], enforce_file_format=True)
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
@@ -251,7 +387,7 @@ def _dsrdump(path: Path) -> str:
 
 
 def test_sr_passes_dciodvfy_and_dsrdump(
-    t2_series, findings, measurements, seg, algorithm, context, tmp_path: Path, dciodvfy
+    t2_series, findings, measurements, seg, regions, algorithm, context, tmp_path: Path, dciodvfy
 ) -> None:
     path = tmp_path / "sr.dcm"
     build_sr(
@@ -261,6 +397,7 @@ def test_sr_passes_dciodvfy_and_dsrdump(
         algorithm=algorithm,
         context=context,
         segmentation=seg,
+        regions=regions,
     ).save_as(path, enforce_file_format=True)
     assert dciodvfy(path) == []
     dump = _dsrdump(path)
@@ -336,6 +473,13 @@ def test_invalid_inputs_are_rejected(t2_series, findings, algorithm, context) ->
         lambda: LevelMeasurement("L4/L5", "disc_height", 8.0, "cm"),
         lambda: LevelMeasurement("L4/L5", "disc_height", float("nan"), "mm"),
         lambda: LevelMeasurement("L4/L5", "weight", 8.0, "mm"),
+        lambda: LevelRegion("L6/S1", "1.2.3", "1.2.4", ((1.0, 1.0),), RegionShape.POINT),
+        lambda: LevelRegion("L4/L5", "1.02.3", "1.2.4", ((1.0, 1.0),), RegionShape.POINT),
+        lambda: LevelRegion("L4/L5", "1.2.3", "1.2.4", ((1.0, 1.0),), "CIRCLE"),
+        lambda: LevelRegion("L4/L5", "1.2.3", "1.2.4", ((1.0, 1.0), (2.0, 2.0)), "POINT"),
+        lambda: LevelRegion("L4/L5", "1.2.3", "1.2.4", ((-1.0, 1.0),), RegionShape.POINT),
+        lambda: LevelRegion("L4/L5", "1.2.3", "1.2.4", ((0, 0), (4, 0), (4, 2)), "POLYLINE"),
+        lambda: LevelRegion("L4/L5", "1.2.3", "1.2.4", ((0, 0), (4, 0), (0, 0)), "POLYLINE"),
     ],
 )
 def test_inputs_validate_on_construction(make: Callable[[], object]) -> None:
@@ -344,7 +488,7 @@ def test_inputs_validate_on_construction(make: Callable[[], object]) -> None:
 
 
 def test_evidence_spans_every_analysed_series(
-    t1_series, t2_series, findings, seg, algorithm, context
+    t1_series, t2_series, findings, seg, regions, algorithm, context
 ) -> None:
     sr = build_sr(
         [*t1_series.images, *t2_series.images],
@@ -353,6 +497,7 @@ def test_evidence_spans_every_analysed_series(
         algorithm=algorithm,
         context=context,
         segmentation=seg,
+        regions=regions,
     )
     (study,) = sr.CurrentRequestedProcedureEvidenceSequence
     assert study.StudyInstanceUID == t2_series.images[0].StudyInstanceUID

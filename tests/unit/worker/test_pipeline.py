@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import io
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -12,9 +14,10 @@ import pydicom
 import pytest
 from pydicom.uid import Comprehensive3DSRStorage
 
+from models.labels import load_label_scheme
 from pacs_node.results import codes
 from pacs_node.results.identity import derive_control_id
-from pacs_node.results.inputs import ResultContext
+from pacs_node.results.inputs import RegionShape, ResultContext
 from tests.helpers.dicom_factory import StudySpec, write_study
 from tests.unit.worker.conftest import (
     FakePrediction,
@@ -22,8 +25,15 @@ from tests.unit.worker.conftest import (
     assert_not_analysed_sr,
     series_files,
 )
+from worker.io import read_series
 from worker.phantom import WrittenStudy
-from worker.pipeline import analyse_study, findings_of, measurements_of, report_not_analysed
+from worker.pipeline import (
+    analyse_study,
+    findings_of,
+    level_regions,
+    measurements_of,
+    report_not_analysed,
+)
 
 CONTEXT = ResultContext(
     job_key="job-7",
@@ -132,3 +142,56 @@ def test_reported_values_carry_the_model_precision_not_fifteen_digits() -> None:
     (measurement,) = measurements_of(prediction)
     assert (finding.probability, finding.present) == (0.1235, True)
     assert (measurement.name, measurement.value, measurement.unit) == ("disc_height", 4.1, "mm")
+
+
+class _LargestOnOneSlice(FakePredictor):
+    """The fake prediction, with the L4/L5 disc widest on slice ``widest``."""
+
+    def __init__(self, widest: int) -> None:
+        super().__init__()
+        self.widest = widest
+
+    def predict(self, volumes: Mapping[str, Any]) -> FakePrediction:
+        prediction = super().predict(volumes)
+        prediction.label_map[self.widest, 20:24, 20:30] = prediction.label_map[0, 20, 30]
+        return prediction
+
+
+def test_each_level_is_outlined_on_the_slice_where_its_disc_is_largest(
+    phantom_study: WrittenStudy,
+) -> None:
+    files = series_files(phantom_study)
+    datasets = read_series(files["SAG_T2"]).datasets
+    widest = len(datasets) - 2
+    bundle = analyse_study(files, _LargestOnOneSlice(widest), CONTEXT)
+    sr = next(r for r in bundle.results if r.kind == "sr")
+    report = hd.sr.srread(io.BytesIO(sr.data)).content
+    (group,) = report.get_planar_roi_measurement_groups()
+    assert group.tracking_identifier == "L4/L5"
+    region = group.roi
+    assert region is not None and region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+    source = region.ContentSequence[0].ReferencedSOPSequence[0]
+    assert source.ReferencedSOPInstanceUID == datasets[widest].SOPInstanceUID
+    assert source.ReferencedSOPClassUID == datasets[widest].SOPClassUID
+    # The convex outline of rows 20..23 and columns 20..59 (pixel corners), closed.
+    points = region.value
+    assert {tuple(p) for p in points} == {(20.0, 20.0), (60.0, 20.0), (60.0, 24.0), (20.0, 24.0)}
+    assert tuple(points[0]) == tuple(points[-1])
+    (segment_group,) = report.get_volumetric_roi_measurement_groups()
+    assert segment_group.tracking_uid == group.tracking_uid
+
+
+def test_a_disc_not_segmented_is_placed_between_its_vertebrae(
+    phantom_study: WrittenStudy,
+) -> None:
+    datasets = list(read_series(series_files(phantom_study)["SAG_T2"]).datasets)
+    scheme = load_label_scheme()
+    labels = np.zeros((len(datasets), *datasets[0].pixel_array.shape), dtype=np.uint8)
+    labels[1, 10:20, 30:40] = scheme.by_name("L4").value
+    labels[1, 24:34, 30:40] = scheme.by_name("L5").value
+    labels[2, 24:34, 30:40] = scheme.by_name("L5").value
+    regions = level_regions(datasets, labels, ["L4/L5", "L1/L2"], scheme)
+    (region,) = regions  # L1/L2 has neither disc nor vertebrae: no region
+    assert (region.level, region.graphic_type) == ("L4/L5", RegionShape.POINT)
+    assert region.sop_instance_uid == datasets[1].SOPInstanceUID
+    assert region.points == ((35.0, 22.0),)

@@ -69,7 +69,7 @@ def test_each_database_gets_its_own_node_identity_once(tmp_path: Path) -> None:
     kept = identity(first)
     migrate.upgrade(first)
     assert identity(first) == kept != identity(second)
-    assert migrate.current_revision(first) == migrate.current_revision(second) == "0006"
+    assert migrate.current_revision(first) == migrate.current_revision(second) == "0007"
 
 
 def test_db_commands_print_the_schema_revision_and_node_identity(
@@ -82,7 +82,7 @@ def test_db_commands_print_the_schema_revision_and_node_identity(
     checked = capsys.readouterr().out
     node_id = re.search(r"node identity ([0-9a-f]{32})", upgraded)
     assert node_id is not None and node_id.group(1) in checked
-    assert "revision 0006" in upgraded and "revision 0006" in checked
+    assert "revision 0007" in upgraded and "revision 0007" in checked
 
 
 def test_deliveries_recorded_by_address_take_their_destination_names(tmp_path: Path) -> None:
