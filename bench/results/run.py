@@ -4,7 +4,8 @@ Run: ``python bench/results/run.py [--runs N]``. For a 16-slice and a 60-slice 5
 series with all 19 spine structures (plus the canal), it times ``build_seg`` followed by encoding to
 bytes (binary and label-map SEG), and as the peer a plain pydicom write of the same label map as an
 8-bit multi-frame dataset: the cost of getting these pixels into a DICOM file without any SEG
-semantics. It also times ``build_sr`` (9 levels x 5 findings, disc heights, SEG references). Each
+semantics. It also times ``build_sr`` (9 levels x 5 findings, disc heights, image regions, SEG
+references). Each
 figure is the median of ``--runs`` runs; ratios are SEG time / peer time.
 """
 
@@ -24,7 +25,8 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from pacs_node.results.codes import ABNORMALITY_CODES, DISC_CODES, STRUCTURE_CODES
+from models.labels import load_label_scheme
+from pacs_node.results.codes import ABNORMALITY_CODES, DISC_CODES
 from pacs_node.results.inputs import (
     AlgorithmInfo,
     LevelFinding,
@@ -33,9 +35,11 @@ from pacs_node.results.inputs import (
 )
 from pacs_node.results.seg import build_seg
 from pacs_node.results.sr import build_sr
+from worker.pipeline import level_regions
 
 SIZE = 512
-VALUES = {name: value for value, name in enumerate(STRUCTURE_CODES, start=1)}
+SCHEME = load_label_scheme()
+VALUES = {structure.name: structure.value for structure in SCHEME.structures}
 ALGORITHM = AlgorithmInfo("bench-model", "0", "0" * 64, "cfg")
 
 
@@ -123,11 +127,22 @@ def _seg_encoded(
     )
 
 
-def _sr_encoded(images: list[Dataset], seg: Dataset, context: ResultContext) -> bytes:
+def _sr_encoded(
+    images: list[Dataset], labels: np.ndarray, seg: Dataset, context: ResultContext
+) -> bytes:
     findings = [LevelFinding(lv, key, 0.5, False) for lv in DISC_CODES for key in ABNORMALITY_CODES]
     heights = [LevelMeasurement(level, "disc_height", 9.0, "mm") for level in DISC_CODES]
+    regions = level_regions(images, labels, list(DISC_CODES), SCHEME)
     return _encode(
-        build_sr(images, findings, heights, algorithm=ALGORITHM, context=context, segmentation=seg)
+        build_sr(
+            images,
+            findings,
+            heights,
+            algorithm=ALGORITHM,
+            context=context,
+            segmentation=seg,
+            regions=regions,
+        )
     )
 
 
@@ -146,7 +161,7 @@ def _rows(n_slices: int, runs: int, context: ResultContext) -> list[str]:
             f"{seconds:.3f} | {peer:.4f} | {seconds / peer:.0f}x |"
         )
     seg = build_seg(images, labels, VALUES, algorithm=ALGORITHM, context=context)
-    seconds = _median_seconds(partial(_sr_encoded, images, seg, context), runs)
+    seconds = _median_seconds(partial(_sr_encoded, images, labels, seg, context), runs)
     rows.append(f"| {n_slices}x{SIZE}² | SR (9 levels) | - | - | {seconds:.3f} | - | - |")
     return rows
 
