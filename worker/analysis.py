@@ -78,12 +78,16 @@ class AnalysisStage:
         self._spool = spool
         self._queue = queue
         self._model = model
-        self._priors = PriorComparer(
-            settings,
-            sessions,
-            spool,
-            complete=StudyAssembler.from_settings(settings, sessions, queue).force_complete,
-            analyse=self.run,
+        self._priors = (
+            PriorComparer(
+                settings,
+                sessions,
+                spool,
+                complete=StudyAssembler.from_settings(settings, sessions, queue).force_complete,
+                analyse=self.run,
+            )
+            if settings.priors
+            else None
         )
 
     def run(self, job_id: int) -> bool:
@@ -106,7 +110,7 @@ class AnalysisStage:
         LOG.info("job %d: analysing", job_id)
         try:
             with LeaseKeeper(self._sessions, job_id, owner, policy):
-                prior = self._priors.report_for(job_id, inputs)
+                prior = None if self._priors is None else self._priors.report_for(job_id, inputs)
                 bundle = self._results(inputs, context, prior)
                 store_results(
                     self._sessions, self._spool, self._destinations(inputs), job_id, owner, bundle

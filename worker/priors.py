@@ -72,8 +72,7 @@ class PriorComparer:
         """
         source = self._settings.prior_source
         if (
-            not self._settings.priors
-            or source is None
+            source is None
             or inputs.skip_reason is not None
             or inputs.trigger == CompletionTrigger.PRIOR
             or inputs.first_instance is None
