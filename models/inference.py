@@ -21,6 +21,9 @@ from models.postprocess import disc_height_mm, largest_components, relabel_level
 from models.preprocess import SquareGeometry, from_model_space, stack_channels, to_model_space
 from models.volume import REFERENCE_ROLE, SECOND_ROLE, VolumeInput
 
+WARM_UP_SHAPE = (16, 512, 512)
+"""A standard sagittal series (slices, rows, cols): the shape :meth:`Predictor.warm_up` runs."""
+
 
 @dataclass
 class StudyPrediction:
@@ -90,6 +93,25 @@ class Predictor:
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         model, meta = load_checkpoint(path)
         return cls(model, meta, file_sha256(path), resolve_device(device))
+
+    def warm_up(self, shape: tuple[int, int, int] = WARM_UP_SHAPE) -> None:
+        """Run one synthetic study of ``shape`` (slices, rows, cols) through :meth:`predict`, so
+        that the first real study does not pay for the lazy set-up of the kernels and of the
+        memory its tensors take. The model is not changed (evaluation mode, no gradients).
+
+        Raises:
+            ValueError: if ``shape`` has a zero dimension.
+        """
+        if min(shape) < 1:
+            raise ValueError("the warm-up volume is empty")
+        pixels = np.random.default_rng(0).random(shape, dtype=np.float32)
+        volume = VolumeInput(
+            pixels=pixels,
+            pixel_spacing=(1.0, 1.0),
+            slice_positions_mm=np.arange(shape[0], dtype=np.float32),
+            orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+        )
+        self.predict({REFERENCE_ROLE: volume, SECOND_ROLE: volume})
 
     def predict(self, volumes: Mapping[str, VolumeInput]) -> StudyPrediction:
         """Analyse one study; ``volumes`` maps series roles (SAG_T2 required) to volumes.

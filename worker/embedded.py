@@ -3,7 +3,8 @@
 ``pacs-node serve`` with ``PACS_NODE_BROKER_URL=embedded`` loads this module by name and uses
 :class:`EmbeddedWorker` as its work queue: one thread runs analyses (the ``gpu`` queue), one runs
 deliveries (the ``io`` queue). Jobs follow the same state machine, leases and retries as with
-Celery; the reconciler recovers anything lost if the process dies.
+Celery; the reconciler recovers anything lost if the process dies. The model is loaded by the
+first analysis (on the thread that runs them), so a node that only receives never holds it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class EmbeddedWorker:
             sessions=make_session_factory(self._engine),
             spool=Spool(settings.spool_dir),
             queue=self,
-            predictor_factory=lambda: load_predictor(settings),
+            predictor_factory=lambda: load_predictor(settings, warm_up=False),
         )
         self._analyse: queue.Queue[int] = queue.Queue()
         self._deliver: queue.Queue[int] = queue.Queue()

@@ -26,6 +26,13 @@ from worker.runner import JobRunner
 LOG = logging.getLogger(__name__)
 
 TIME_LIMIT_MARGIN_SECONDS = 60.0
+CPU_THREADS = 1
+"""Torch threads of a worker process on CPU. A worker shares its cores with the node (SCP, API,
+database) and with other worker processes; with more than one thread, each of the many short
+element-wise steps of a study (resampling 20 label channels to 512 x 512 per slice, then taking
+the label) waits for the slowest thread, and a busy core made a study's inference 3-4 times
+slower than with one thread (``bench/e2e``). Scale a host by worker processes
+(``--concurrency``) instead."""
 
 
 def check_device(device: str, setting: str = "PACS_NODE_DEVICE") -> None:
@@ -49,16 +56,28 @@ def check_device(device: str, setting: str = "PACS_NODE_DEVICE") -> None:
         raise StartupError(f"{setting}: {device} is not available on this host ({found})")
 
 
-def load_predictor(settings: Settings) -> Predictor:
-    """Load the configured checkpoint on the configured device (imports torch here only).
+def load_predictor(settings: Settings, *, warm_up: bool = True) -> Predictor:
+    """Load the configured checkpoint on the configured device (imports torch here only) and,
+    with ``warm_up``, run it on a synthetic study so that the first job runs as fast as the later
+    ones (for a model loaded before any job; a model loaded by its first job gains nothing).
+
+    On CPU, torch runs one thread in this process (:data:`CPU_THREADS`) unless
+    ``OMP_NUM_THREADS`` says otherwise; call this from the thread that runs the jobs.
 
     Raises:
         FileNotFoundError: if the checkpoint does not exist.
         RuntimeError: if the device is unavailable.
     """
+    import torch
+
     from models.inference import Predictor as ModelPredictor
 
-    return ModelPredictor.load(settings.model, settings.device)
+    predictor = ModelPredictor.load(settings.model, settings.device)
+    if predictor.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(CPU_THREADS)
+    if warm_up:
+        predictor.warm_up()
+    return predictor
 
 
 class ProcessRunner:

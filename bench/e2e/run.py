@@ -12,8 +12,9 @@ pushes phantom studies with storescu.
   job created to the last done.
 
 Usage: ``python -m bench.e2e.run [--studies 5] [--batch 6] [--size standard] [--device cpu]
-[--checkpoint PATH] [--json OUT]``. Without ``--checkpoint`` the shipped checkpoint is used when
-present, else a randomly initialised one of the default architecture (same compute).
+[--checkpoint PATH] [--json OUT]`` (``--batch 0``: latency only). Without ``--checkpoint`` the
+shipped checkpoint is used when present, else a randomly initialised one of the default
+architecture (same compute).
 """
 
 from __future__ import annotations
@@ -162,8 +163,10 @@ def main(argv: list[str]) -> int:
         samples = latency(
             work, postgres, redis.url, checkpoint, folders[: args.studies], args.device
         )
-        rate = throughput(
-            work, postgres, redis.url, checkpoint, folders[args.studies :], args.device
+        rate = (
+            throughput(work, postgres, redis.url, checkpoint, folders[args.studies :], args.device)
+            if args.batch
+            else None
         )
     finally:
         postgres.stop()
