@@ -9,7 +9,6 @@ measurements, without an error dialog.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -192,9 +191,15 @@ def test_ohif_lists_the_sr_measurements_by_level(viewer: Viewer) -> None:
     page = viewer.page
     viewer.open_series("SR")
     page.locator("[data-cy=viewport-pane]").get_by_text("SR", exact=True).wait_for()
-    # "Do you want to continue tracking measurements?" comes only for an SR OHIF can hydrate.
-    with contextlib.suppress(sync_api.TimeoutError):
-        page.get_by_role("button", name="Yes", exact=True).click(timeout=15_000)
+    # OHIF asks whether to track the SR's measurements (only for an SR it can hydrate). Answer
+    # once the SR viewport has drawn its regions: hydrating replaces that viewport, and OHIF
+    # 3.13 fails a render still under way on the one it destroys.
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-cy=viewport-pane] svg text').length > 0"
+    )
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Yes", exact=True).click()
+    page.wait_for_load_state("networkidle")
     page.click("[data-cy=trackedMeasurements-btn]")
     panel = page.locator("[data-cy=trackedMeasurements-panel]").first
     panel.get_by_text("L4/L5").first.wait_for(timeout=60_000)
