@@ -17,7 +17,7 @@ from typing import ClassVar
 from urllib.parse import SplitResult, urlsplit
 
 from pacs_node.domain import Channel, ResultKind
-from pacs_node.named import NAME_RE, Registry
+from pacs_node.named import Registry, check_address, split_ae_address
 from pacs_node.validation import validate_ae_title
 
 KEY_IMAGES_SUFFIX = "/key-images"
@@ -116,12 +116,7 @@ class Destination:
     ca_file: Path | None = None
 
     def __post_init__(self) -> None:
-        if NAME_RE.fullmatch(self.name) is None:
-            raise ValueError(f"destination name {self.name!r} is not 1-64 of A-Z a-z 0-9 _ . -")
-        if not self.host:
-            raise ValueError(f"destination {self.name}: the host is empty")
-        if not 0 < self.port <= 65535:
-            raise ValueError(f"destination {self.name}: port {self.port} is out of range")
+        check_address("destination", self.name, self.host, self.port)
         if self.kind is DestinationKind.DICOMWEB:
             _web_url(self.url, self.name)
         elif self.kind.channel is Channel.DICOM:
@@ -181,13 +176,13 @@ class Destination:
         address, key_images = _strip_suffix(address, KEY_IMAGES_SUFFIX)
         if not commit:
             address, commit = _strip_suffix(address, COMMIT_SUFFIX)
-        ae, at, host_port = address.partition("@")
-        host, colon, port = host_port.rpartition(":")
-        if not (at and colon and port.isdigit()):
+        parts = split_ae_address(address)
+        if parts is None:
             raise ValueError(
                 f"destination {text!r} is not [NAME=]AE@host:port[/key-images][/commit]"
             )
-        return cls.dicom(ae, host, int(port), key_images=key_images, name=name, commit=commit)
+        ae, host, port = parts
+        return cls.dicom(ae, host, port, key_images=key_images, name=name, commit=commit)
 
     @classmethod
     def parse(cls, text: str) -> Destination:

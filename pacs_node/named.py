@@ -1,5 +1,5 @@
-"""A registry of configured peers by their unique names (destinations, sources) and the grammar
-of those names."""
+"""A registry of configured peers by their unique names (destinations, sources), the grammar of
+those names and of their DICOM addresses."""
 
 from __future__ import annotations
 
@@ -10,6 +10,29 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """A peer's name: 1-64 of A-Z a-z 0-9 _ . - (what a delivery records, what commands name)."""
+
+
+def check_address(what: str, name: str, host: str, port: int) -> None:
+    """A peer's name, host and port as configured.
+
+    Raises:
+        ValueError: naming the peer (``what``: "destination", "source") and the bad part.
+    """
+    if NAME_RE.fullmatch(name) is None:
+        raise ValueError(f"{what} name {name!r} is not 1-64 of A-Z a-z 0-9 _ . -")
+    if not host:
+        raise ValueError(f"{what} {name}: the host is empty")
+    if not 0 < port <= 65535:
+        raise ValueError(f"{what} {name}: port {port} is out of range")
+
+
+def split_ae_address(address: str) -> tuple[str, str, int] | None:
+    """``AE@host:port`` as (AE title, host, port); None when the text is not of that form."""
+    ae, at, host_port = address.partition("@")
+    host, colon, port = host_port.rpartition(":")
+    if not (at and colon and port.isdigit()):
+        return None
+    return ae.strip(), host, int(port)
 
 
 class Named(Protocol):

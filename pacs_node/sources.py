@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
-from pacs_node.named import NAME_RE, Registry
+from pacs_node.named import Registry, check_address, split_ae_address
 from pacs_node.validation import validate_ae_title
 
 GET_SUFFIX = "/get"
@@ -47,12 +47,7 @@ class Source:
     method: RetrieveMethod = RetrieveMethod.MOVE
 
     def __post_init__(self) -> None:
-        if NAME_RE.fullmatch(self.name) is None:
-            raise ValueError(f"source name {self.name!r} is not 1-64 of A-Z a-z 0-9 _ . -")
-        if not self.host:
-            raise ValueError(f"source {self.name}: the host is empty")
-        if not 0 < self.port <= 65535:
-            raise ValueError(f"source {self.name}: port {self.port} is out of range")
+        check_address("source", self.name, self.host, self.port)
         validate_ae_title(self.ae_title)
 
     @classmethod
@@ -65,11 +60,11 @@ class Source:
         text = text.strip()
         name, _, address = text.rpartition("=")
         method = RetrieveMethod.GET if address.endswith(GET_SUFFIX) else RetrieveMethod.MOVE
-        ae, at, host_port = address.removesuffix(GET_SUFFIX).partition("@")
-        host, colon, port = host_port.rpartition(":")
-        if not (at and colon and port.isdigit()):
+        parts = split_ae_address(address.removesuffix(GET_SUFFIX))
+        if parts is None:
             raise ValueError(f"source {text!r} is not [NAME=]AE@host:port[/get]")
-        return cls(name or ae.strip(), ae.strip(), host, int(port), method)
+        ae, host, port = parts
+        return cls(name or ae, ae, host, port, method)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.ae_title}@{self.host}:{self.port}, C-{self.method.upper()})"
