@@ -121,7 +121,9 @@ class Viewer:
         page.set_default_timeout(LOAD_MS)
 
     def open_series(self, modality: str) -> None:
-        """Double-click the thumbnail of the study's ``modality`` series."""
+        """Double-click the thumbnail of the study's ``modality`` series, once the viewport has
+        loaded what it shows: OHIF 3.13 fails a render still under way on a viewport it replaces."""
+        self.page.wait_for_load_state("networkidle")
         thumbnail = self.page.get_by_text(modality, exact=True).first
         thumbnail.wait_for()
         thumbnail.dblclick()
