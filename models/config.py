@@ -26,7 +26,12 @@ class ModelConfig:
         image_encoder: registered image encoder name (see ``models.image_encoders``).
         tiny: build the encoder's tiny variant (tests only).
         in_chans: input channels (1 = T2 only, 2 = T1 + T2).
-        img_size: square model input size in pixels.
+        img_size: square model input size in pixels (in training; at inference the minimum).
+        spacing_mm: model pixel size in mm. 0 stretches every slice's square to ``img_size``
+            (releases up to 0.6.0); > 0 resamples to this pixel size (anti-aliased), so
+            anatomy keeps its size in pixels whatever the field of view and matrix, and pads
+            the square to a multiple of 32 pixels at inference, or pads or crops it to
+            ``img_size`` in training (see ``models.preprocess.model_geometry``).
         decoder_channels: channels of the U-Net decoder at the encoder's scales (its
             full-resolution stages have fewer; see ``models.segmentation.UNetDecoder``).
         embed_dim: dimension of the shared image/text space.
@@ -54,6 +59,7 @@ class ModelConfig:
     tiny: bool = False
     in_chans: int = 2
     img_size: int = 128
+    spacing_mm: float = 0.0
     decoder_channels: int = 64
     embed_dim: int = 64
     text_dim: int = 384
@@ -112,7 +118,8 @@ class TrainConfig:
         stages: stages run in order.
         train_seeds: phantom seeds ``[start, stop)`` used for training.
         val_seeds: phantom seeds ``[start, stop)`` used to tune thresholds (never trained on).
-        phantom_size: phantom preset, ``"small"`` or ``"standard"``.
+        phantom_size: phantom preset (``"small"``, ``"standard"``, ``"randomised"``; see
+            ``models.robustness.phantom_preset``).
         text_encoder: local HF BERT directory; empty = the packaged MiniLM.
         target_fpr: false-positive rate the per-class thresholds are tuned to.
         abnormality_weight: weight of the abnormality loss in the supervised stage.
@@ -191,7 +198,17 @@ def config_to_json(config: ModelConfig | TrainConfig) -> str:
     Raises:
         TypeError: if a field cannot be serialised.
     """
-    return json.dumps(asdict(config), sort_keys=True)
+    raw = asdict(config)
+    model = raw.get("model", raw) if isinstance(config, TrainConfig) else raw
+    for name, absent in _ADDED_LATER.items():
+        if model.get(name) == absent:
+            del model[name]
+    return json.dumps(raw, sort_keys=True)
+
+
+#: Model fields added after a release, left out of the JSON (and the hash) while they hold the
+#: value that means "as before", so earlier checkpoints keep their config hash.
+_ADDED_LATER: dict[str, Any] = {"spacing_mm": 0.0}
 
 
 def config_hash(config: ModelConfig) -> str:

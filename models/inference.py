@@ -7,7 +7,7 @@ SAG_T1 is used as the second channel when present (else T2 is duplicated).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,14 @@ from models.labels import load_label_scheme
 from models.network import LumbarNet, StudyOutput
 from models.paths import DEFAULT_CHECKPOINT
 from models.postprocess import disc_height_mm, largest_components, relabel_levels
-from models.preprocess import SquareGeometry, from_model_space, stack_channels, to_model_space
+from models.preprocess import (
+    SquareGeometry,
+    from_model_space,
+    model_geometry,
+    stack_channels,
+    to_model_space,
+)
+from models.quality import NOT_ASSESSED, SACRUM, QualityCheck, check_study, level_confidences
 from models.volume import REFERENCE_ROLE, SECOND_ROLE, VolumeInput
 
 WARM_UP_SHAPE = (16, 512, 512)
@@ -39,6 +46,11 @@ class StudyPrediction:
     model_version: str
     config_hash: str
     checkpoint_sha256: str
+    level_confidence: dict[str, float] = field(default_factory=dict)
+    """Disc level -> confidence in [0, 1] (:func:`models.quality.level_confidences`), for the
+    levels in ``level_probabilities``."""
+    quality: QualityCheck = NOT_ASSESSED
+    """The study-level check (:func:`models.quality.check_study`)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -80,6 +92,7 @@ class Predictor:
         self._names = {s.value: s.name for s in scheme.structures}
         self._vertebrae = [s.value for s in scheme.vertebrae]
         self._discs = [s.value for s in scheme.discs]
+        self._sacrum = next(s.value for s in scheme.vertebrae if s.name == SACRUM)
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, device: str = "auto") -> Predictor:
@@ -129,7 +142,7 @@ class Predictor:
         Raises:
             ValueError: if there is no SAG_T2 volume or it is not 3D.
         """
-        output, geometry = self._study_output(volumes)
+        output, geometry, model_labels = self._study_output(volumes)
         ref = volumes[REFERENCE_ROLE]
         label_map = self._clean(
             np.stack(
@@ -141,12 +154,34 @@ class Predictor:
             ref.orientation,
             ref.pixel_spacing,
         ).astype(np.uint8)
+        confidences, quality = self._assess(output.seg_logits, model_labels)
         prediction = self._prediction(label_map, output.level_logits, output.level_valid, ref)
+        prediction.level_confidence = {
+            level: confidences.get(level, 0.0) for level in prediction.level_probabilities
+        }
+        prediction.quality = quality
         return prediction, output
+
+    def _assess(
+        self, logits: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[dict[str, float], QualityCheck]:
+        """Disc confidences and the study check (:mod:`models.quality`) from model space."""
+        probabilities = torch.softmax(logits.float(), 1)
+        discs = dict(zip(self.meta.level_names, self.meta.disc_values, strict=True))
+        confidences = level_confidences(probabilities, labels, discs)
+        quality = check_study(
+            probabilities,
+            logits.argmax(1),
+            labels,
+            [*self._vertebrae, *self._discs],
+            confidences,
+            self._sacrum,
+        )
+        return confidences, quality
 
     def _study_output(
         self, volumes: Mapping[str, VolumeInput]
-    ) -> tuple[StudyOutput, SquareGeometry]:
+    ) -> tuple[StudyOutput, SquareGeometry, torch.Tensor]:
         if REFERENCE_ROLE not in volumes:
             raise ValueError(f"a {REFERENCE_ROLE} volume is required")
         ref = volumes[REFERENCE_ROLE]
@@ -155,17 +190,19 @@ class Predictor:
         t1 = volumes.get(SECOND_ROLE)
         config = self.meta.config
         stacked = stack_channels(ref.pixels, None if t1 is None else t1.pixels, config.in_chans)
-        geometry = SquareGeometry(ref.pixels.shape[1], ref.pixels.shape[2], config.img_size)
+        geometry = model_geometry(
+            ref.pixels.shape[1], ref.pixels.shape[2], ref.pixel_spacing, config, training=False
+        )
         images = to_model_space(torch.from_numpy(stacked), geometry, "bilinear").to(self.device)
         positions = torch.as_tensor(ref.slice_positions_mm, dtype=torch.float32, device=self.device)
         logits = torch.cat([self.model.segment(c) for c in images.split(self.batch_size)])
-        scale = geometry.side / config.img_size
+        scale = geometry.model_scale
         model_spacing = (ref.pixel_spacing[0] * scale, ref.pixel_spacing[1] * scale)
-        model_labels = self._clean(logits.argmax(1).cpu().numpy(), ref.orientation, model_spacing)
-        levels = self.model.levels(
-            images, torch.from_numpy(model_labels).to(self.device).long(), positions
-        )
-        return StudyOutput.of(levels, logits), geometry
+        model_labels = torch.from_numpy(
+            self._clean(logits.argmax(1).cpu().numpy(), ref.orientation, model_spacing)
+        ).to(self.device)
+        levels = self.model.levels(images, model_labels.long(), positions)
+        return StudyOutput.of(levels, logits), geometry, model_labels
 
     def _clean(
         self, labels: np.ndarray, orientation: tuple[float, ...], spacing: tuple[float, float]

@@ -1,6 +1,9 @@
-"""Evaluation metrics: Dice, IoU, HD95, detection rates, thresholds, retrieval."""
+"""Evaluation metrics: Dice, IoU, HD95, detection rates, thresholds, retrieval, calibration and
+review flags."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -94,3 +97,98 @@ def retrieval_recall(
     similarity = image @ text.T
     ranks = (similarity > similarity.diag().unsqueeze(1)).sum(1)
     return {f"R@{k}": float((ranks < k).float().mean()) for k in ks}
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Equal-width bins of predicted probability, ``[i/n, (i+1)/n)`` (the last one closed).
+
+    Attributes:
+        count: predictions in each bin.
+        confidence: mean predicted probability per bin (NaN when empty).
+        frequency: share of positives per bin (NaN when empty).
+    """
+
+    count: tuple[int, ...]
+    confidence: tuple[float, ...]
+    frequency: tuple[float, ...]
+
+    @property
+    def expected_calibration_error(self) -> float:
+        """Count-weighted mean of |frequency - confidence| over the bins; NaN when empty."""
+        count = np.asarray(self.count, dtype=float)
+        if count.sum() == 0:
+            return float("nan")
+        gap = np.abs(np.asarray(self.frequency) - np.asarray(self.confidence))
+        return float(np.sum(count[count > 0] * gap[count > 0]) / count.sum())
+
+
+def reliability_bins(
+    probabilities: np.ndarray, truth: np.ndarray, bins: int = 10
+) -> ReliabilityBins:
+    """Reliability bins of binary probabilities against boolean truth (any shape, flattened).
+
+    Raises:
+        ValueError: if the shapes differ, ``bins`` < 1 or a probability is outside [0, 1].
+    """
+    if probabilities.shape != truth.shape:
+        raise ValueError("shape mismatch")
+    if bins < 1:
+        raise ValueError("bins must be at least 1")
+    p = probabilities.astype(float).ravel()
+    if p.size and (p.min() < 0 or p.max() > 1):
+        raise ValueError("probabilities must be in [0, 1]")
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(index, weights=p, minlength=bins) / count
+        frequency = np.bincount(index, weights=truth.ravel().astype(float), minlength=bins) / count
+    return ReliabilityBins(
+        count=tuple(int(c) for c in count),
+        confidence=tuple(float(c) for c in confidence),
+        frequency=tuple(float(f) for f in frequency),
+    )
+
+
+def retrieval_chance(candidates: int, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Recall@k of a random ranking among ``candidates`` (k / candidates, at most 1).
+
+    Raises:
+        ValueError: if there are no candidates.
+    """
+    if candidates < 1:
+        raise ValueError("no candidates")
+    return {f"R@{k}": min(k, candidates) / candidates for k in ks}
+
+
+def flag_statistics(flagged: np.ndarray, failed: np.ndarray) -> dict[str, float]:
+    """How well review flags pick out failed studies (boolean arrays, one entry per study).
+
+    Returns counts (``studies``, ``flagged``, ``failed``, ``flagged_failed``, ``passed``,
+    ``flagged_passed``) and rates: ``flag_rate`` (flagged share), ``sensitivity`` (flagged share
+    of the failed) and ``false_alarm_rate`` (flagged share of the others); NaN when undefined.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    if flagged.shape != failed.shape:
+        raise ValueError("shape mismatch")
+    flagged, failed = flagged.astype(bool), failed.astype(bool)
+    counts = {
+        "studies": float(flagged.size),
+        "flagged": float(flagged.sum()),
+        "failed": float(failed.sum()),
+        "flagged_failed": float((flagged & failed).sum()),
+        "passed": float((~failed).sum()),
+        "flagged_passed": float((flagged & ~failed).sum()),
+    }
+
+    def share(part: float, whole: float) -> float:
+        return part / whole if whole else float("nan")
+
+    return {
+        **counts,
+        "flag_rate": share(counts["flagged"], counts["studies"]),
+        "sensitivity": share(counts["flagged_failed"], counts["failed"]),
+        "false_alarm_rate": share(counts["flagged_passed"], counts["passed"]),
+    }

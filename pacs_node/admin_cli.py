@@ -82,13 +82,24 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
+def _quality(job: queries.JobSummary) -> str:
+    """The model's quality check in a word: ``review``, ``passed``, or ``-`` (no model ran)."""
+    if job.needs_review is None:
+        return "-"
+    return "review" if job.needs_review else "passed"
+
+
 def _print_page(page: queries.JobPage, out: TextIO) -> None:
-    out.write(f"{'job':>8}  {'state':<13}  {'created (UTC)':<19}  {'AE':<16}  model\n")
+    out.write(
+        f"{'job':>8}  {'state':<13}  {'created (UTC)':<19}  {'AE':<16}  {'check':<6}  model\n"
+    )
     for job in page.items:
         out.write(
             f"{job.id:>8}  {job.state:<13}  {_when(job.created_at):<19}  "
-            f"{job.calling_ae or '-':<16}  {job.model_name or '-'}\n"
+            f"{job.calling_ae or '-':<16}  {_quality(job):<6}  {job.model_name or '-'}\n"
         )
+        if job.review_reasons:
+            out.write(f"{'':>10}low confidence: review: {'; '.join(job.review_reasons)}\n")
     if page.next_cursor:
         out.write(f"more: --cursor {page.next_cursor}\n")
 
@@ -98,6 +109,10 @@ def _print_detail(detail: queries.JobDetail, out: TextIO) -> None:
     out.write(f"job {job.id} version {job.version}: {job.state}")
     out.write(f" ({job.reason})\n" if job.reason else "\n")
     out.write(f"  study {job.study_instance_uid}  accession {job.accession_number or '-'}\n")
+    if job.needs_review is not None:
+        out.write(f"quality check: {'low confidence: review' if job.needs_review else 'passed'}\n")
+    for reason in job.review_reasons:
+        out.write(f"  - {reason}\n")
     out.write("timeline:\n")
     for event in detail.events:
         out.write(f"  {_when(event.at)}  {event.state:<13}  {event.message}\n")

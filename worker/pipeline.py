@@ -30,11 +30,13 @@ from pacs_node.results.comparison import PriorReport, compare
 from pacs_node.results.hl7 import build_not_analysed_oru, build_oru
 from pacs_node.results.inputs import (
     AlgorithmInfo,
+    LevelConfidence,
     LevelFinding,
     LevelMeasurement,
     LevelRegion,
     RegionShape,
     ResultContext,
+    StudyQuality,
 )
 from pacs_node.results.key_images import build_key_images
 from pacs_node.results.seg import build_seg
@@ -47,6 +49,20 @@ MEASUREMENT_NAMES = {"disc_height_mm": ("disc_height", "mm", 1)}
 """Model measurement key -> (result measurement name, UCUM unit, decimals reported)."""
 PROBABILITY_DECIMALS = 4
 """Decimals of the probabilities reported (the calls are made on the unrounded values)."""
+CONFIDENCE_DECIMALS = 3
+"""Decimals of the level confidences reported."""
+
+
+class QualityVerdict(Protocol):
+    """What the pipeline reads from ``models.quality.QualityCheck``."""
+
+    @property
+    def needs_review(self) -> bool:
+        """Whether the results must be read as "low confidence: review"."""
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why (short, fixed, patient-free texts); empty when no review is needed."""
 
 
 class Prediction(Protocol):
@@ -56,10 +72,15 @@ class Prediction(Protocol):
     level_probabilities: dict[str, dict[str, float]]
     level_calls: dict[str, dict[str, bool]]
     measurements: dict[str, dict[str, float]]
+    level_confidence: dict[str, float]
     model_name: str
     model_version: str
     config_hash: str
     checkpoint_sha256: str
+
+    @property
+    def quality(self) -> QualityVerdict:
+        """The model's study-level quality check."""
 
 
 class Predictor(Protocol):
@@ -97,11 +118,12 @@ class EncodedResult:
 
 @dataclass(frozen=True)
 class ResultBundle:
-    """Everything a job produced, the model that produced it (None when no model ran), and how
-    long each stage took (seconds)."""
+    """Everything a job produced, the model that produced it and its quality check (None when no
+    model ran), and how long each stage took (seconds)."""
 
     results: tuple[EncodedResult, ...]
     algorithm: AlgorithmInfo | None
+    quality: StudyQuality | None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -152,6 +174,32 @@ def measurements_of(prediction: Prediction) -> list[LevelMeasurement]:
                     LevelMeasurement(level, name, round(float(value), decimals), unit)
                 )
     return measurements
+
+
+def confidences_of(prediction: Prediction) -> list[LevelConfidence]:
+    """The model's confidence in each level it scored, to :data:`CONFIDENCE_DECIMALS`.
+
+    Raises:
+        ValueError: if the levels are not those of the probabilities, a level is not in the label
+            scheme, or a confidence is outside [0, 1].
+    """
+    if set(prediction.level_confidence) != set(prediction.level_probabilities):
+        raise ValueError("the level confidences are not of the levels scored")
+    return [
+        LevelConfidence(level, round(float(confidence), CONFIDENCE_DECIMALS))
+        for level, confidence in prediction.level_confidence.items()
+    ]
+
+
+def quality_of(prediction: Prediction) -> StudyQuality:
+    """The model's study-level quality check.
+
+    Raises:
+        ValueError: if it gives reasons without asking for review (or the reverse), or a reason
+            is empty, longer than 200 characters or not one printable line.
+    """
+    quality = prediction.quality
+    return StudyQuality(bool(quality.needs_review), tuple(str(r) for r in quality.reasons))
 
 
 def algorithm_of(prediction: Prediction) -> AlgorithmInfo:
@@ -278,16 +326,18 @@ def encode_results(
     """Build and encode the SEG, SR and ORU^R01 of one prediction (and key images if asked).
 
     The SEG and key images are left out when the model found no structure; the SR and ORU need
-    at least one finding or measurement. With the report of the patient's ``prior`` study, the
-    SR and ORU also say what changed since.
+    at least one finding or measurement. Both carry the model's confidence per level and its
+    quality check. With the report of the patient's ``prior`` study, the SR and ORU also say what
+    changed since.
 
     Raises:
-        ValueError: if the prediction does not fit the reference series, or there is nothing to
-            report.
+        ValueError: if the prediction does not fit the reference series, its confidences or
+            quality check are invalid, or there is nothing to report.
     """
     algorithm = algorithm_of(prediction)
     context = context.for_model(algorithm)
     findings, measurements = findings_of(prediction), measurements_of(prediction)
+    confidences, quality = confidences_of(prediction), quality_of(prediction)
     scheme = load_label_scheme()
     values = {s.name: s.value for s in scheme.structures}
     images = list(reference.datasets)
@@ -313,9 +363,19 @@ def encode_results(
         segmentation=seg,
         regions=level_regions(images, label_map, levels, scheme),
         comparison=comparison,
+        confidences=confidences,
+        quality=quality,
     )
     results.append(_dicom_result(ResultKind.SR, sr))
-    oru = build_oru(images[0], findings, measurements, context=context, comparison=comparison)
+    oru = build_oru(
+        images[0],
+        findings,
+        measurements,
+        context=context,
+        comparison=comparison,
+        confidences=confidences,
+        quality=quality,
+    )
     results.append(_oru_result(oru))
     return tuple(results)
 
@@ -346,7 +406,7 @@ def analyse_study(
         prior: The node's report of the patient's prior study, to compare with.
 
     Returns:
-        The encoded results with the model identity and the stage timings
+        The encoded results with the model identity, its quality check and the stage timings
         (``load``, ``inference``, ``encode``).
 
     Raises:
@@ -367,6 +427,7 @@ def analyse_study(
     return ResultBundle(
         results=results,
         algorithm=algorithm_of(prediction),
+        quality=quality_of(prediction),
         timings={
             "load": loaded_at - started,
             "inference": predicted_at - loaded_at,
@@ -406,5 +467,6 @@ def report_not_analysed(
     return ResultBundle(
         results=tuple(results),
         algorithm=None,
+        quality=None,
         timings={"encode": time.perf_counter() - started},
     )

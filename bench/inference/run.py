@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
             pipeline, bare = [], []
             for sample in samples:
                 volumes = volumes_of(sample)
-                model_sample = to_model_sample(sample, scheme, config.img_size, config.in_chans)
+                model_sample = to_model_sample(sample, scheme, config)
                 images = model_sample.images.to(predictor.device)
                 positions = model_sample.positions_mm.to(predictor.device)
 

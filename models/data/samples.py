@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.config import ModelConfig
 from models.labels import LabelScheme
-from models.preprocess import SquareGeometry, stack_channels, to_model_space
+from models.preprocess import model_geometry, stack_channels, to_model_space
 
 
 @dataclass
@@ -97,16 +98,15 @@ def findings_matrix(
     return matrix, valid
 
 
-def to_model_sample(
-    sample: StudySample, scheme: LabelScheme, img_size: int, in_chans: int
-) -> ModelSample:
+def to_model_sample(sample: StudySample, scheme: LabelScheme, config: ModelConfig) -> ModelSample:
     """Preprocess a study exactly as the predictor does.
 
     Raises:
         ValueError: if the labels do not match the T2 shape.
     """
-    geometry = SquareGeometry(sample.t2.shape[1], sample.t2.shape[2], img_size)
-    stacked = stack_channels(sample.t2, sample.t1, in_chans)
+    rows, cols = sample.t2.shape[1:]
+    geometry = model_geometry(rows, cols, sample.pixel_spacing, config, training=True)
+    stacked = stack_channels(sample.t2, sample.t1, config.in_chans)
     images = to_model_space(torch.from_numpy(stacked), geometry, "bilinear")
     labels = None
     if sample.labels is not None:

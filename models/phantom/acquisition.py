@@ -61,8 +61,9 @@ def plan_sagittal(
 ) -> tuple[tuple[Plane, ...], float]:
     """Plan the sagittal block: slices ordered from the patient's right to left.
 
-    The bottom of the field of view sits 5-9 cm below the S1 endplate, so how high it reaches (T9 or
-    only T11) varies with the field of view and the patient's size.
+    The bottom of the field of view sits ``sag_bottom_mm`` below the S1 endplate (5-9 cm by
+    default), so how high it reaches (T9 or only T11) varies with the field of view and the
+    patient's size.
 
     Returns:
         The planes and the slice thickness.
@@ -74,7 +75,7 @@ def plan_sagittal(
     fov = float(rng.uniform(*config.sag_fov_mm))
     s1 = anatomy.segment("S")
     s1_top_z = s1.centre[1] + axis(s1.phi)[1] * s1.height / 2
-    bottom = s1_top_z - rng.uniform(55.0, 95.0)
+    bottom = s1_top_z - rng.uniform(*config.sag_bottom_mm)
     l3 = anatomy.segment("L3")
     skin_y = l3.centre[0] + anatomy.outline.skin_n * np.cos(l3.phi)
     centre = np.array(

@@ -31,6 +31,8 @@ class PhantomConfig:
     Attributes:
         sag_matrix: Sagittal matrix sizes (square, pixels) to choose from.
         sag_fov_mm: Sagittal field of view (mm).
+        sag_bottom_mm: How far the bottom of the sagittal field of view lies below the S1
+            endplate (mm); negative values end the coverage above the sacrum (mid-spine).
         sag_slices: Sagittal slice counts (inclusive range).
         sag_thickness_mm: Sagittal slice thickness (mm); spacing adds ``slice_gap``.
         slice_gap: Gap between slices as a fraction of the thickness.
@@ -48,10 +50,14 @@ class PhantomConfig:
         bias_strength: Depth of the coil sensitivity fall-off (0 = flat).
         motion_probability: Chance that a series has motion ghosting.
         field_strengths: Field strengths (T) to choose from.
+        contrast_gamma: Exponent of a vendor-like contrast curve applied to the signal before
+            noise (1 = linear; drawn only when the range is not a single value, so the default
+            leaves every study as it was).
     """
 
     sag_matrix: tuple[int, ...] = (384, 448, 512)
     sag_fov_mm: tuple[float, float] = (280.0, 320.0)
+    sag_bottom_mm: tuple[float, float] = (55.0, 95.0)
     sag_slices: tuple[int, int] = (15, 19)
     sag_thickness_mm: tuple[float, float] = (3.5, 4.0)
     slice_gap: float = 0.1
@@ -69,6 +75,7 @@ class PhantomConfig:
     bias_strength: tuple[float, float] = (0.3, 0.6)
     motion_probability: float = 0.15
     field_strengths: tuple[float, ...] = (1.5, 3.0)
+    contrast_gamma: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         """Check ranges and prevalence keys.
@@ -81,6 +88,12 @@ class PhantomConfig:
             low, high = getattr(self, name)
             if low > high or low <= 0:
                 raise ValueError(f"{name} must be a positive (low, high) range, got {low, high}")
+        for name in ("sag_bottom_mm", "contrast_gamma", "noise_fraction", "bias_strength"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name} must be a (low, high) range, got {low, high}")
+        if self.contrast_gamma[0] <= 0:
+            raise ValueError("contrast_gamma must be positive")
         if self.subsamples < 1 or self.subsamples % 2 == 0:
             raise ValueError("subsamples must be a positive odd number (the centre gives labels)")
         if self.ax_max_slices < 4:

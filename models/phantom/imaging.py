@@ -123,6 +123,7 @@ def form_image(
     bias_strength: float,
     ghosting: float,
     phase_axis: int,
+    contrast_gamma: float = 1.0,
 ) -> np.ndarray:
     """Turn a painted stack into a ``(slices, rows, cols)`` uint16 magnitude image.
 
@@ -134,6 +135,7 @@ def form_image(
         bias_strength: Depth of the posterior coil's sensitivity fall-off (0 = flat).
         ghosting: Amplitude of motion ghosts along the phase axis (0 = none).
         phase_axis: Image axis (0 rows, 1 columns) of the phase encoding.
+        contrast_gamma: Exponent of the contrast curve applied to the scaled signal (1 = none).
 
     Returns:
         The image, scaled to at most ``MAX_VALUE``.
@@ -153,6 +155,10 @@ def form_image(
     reference = float(np.percentile(signal[:, ::3, ::3], 99.5)) or 1.0
     target = float(rng.uniform(1200.0, 2600.0))
     signal *= np.float32(target / reference)
+    if contrast_gamma != 1.0:
+        signal = np.float32(target) * (np.maximum(signal, 0.0) / np.float32(target)) ** np.float32(
+            contrast_gamma
+        )
     noise = np.float32(noise_fraction * target)
     real = signal + noise * rng.standard_normal(signal.shape, dtype=np.float32)
     imag = noise * rng.standard_normal(signal.shape, dtype=np.float32)

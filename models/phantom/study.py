@@ -193,6 +193,8 @@ def _series(
         float(acq["FlipAngle"]),
     )
     ghosting = float(rng.uniform(0.015, 0.04)) if rng.random() < cfg.motion_probability else 0.0
+    low, high = cfg.contrast_gamma
+    gamma = float(rng.uniform(low, high)) if high > low else low
     pixels = form_image(
         stack,
         lut,
@@ -201,6 +203,7 @@ def _series(
         bias_strength=float(rng.uniform(*cfg.bias_strength)),
         ghosting=ghosting,
         phase_axis=phase_axis,
+        contrast_gamma=gamma,
     )
     masks = {
         key: stack.abnormality == idx

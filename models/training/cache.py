@@ -15,35 +15,35 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from models.config import ModelConfig
 from models.data.phantom import phantom_to_sample
 from models.data.samples import ModelSample, load_model_sample, save_model_sample, to_model_sample
 from models.labels import load_label_scheme
 from models.phantom import PhantomConfig, generate_study
+from models.robustness import phantom_preset
 from models.text_encoder import TextEncoder
 
 
 def phantom_config(size: str) -> PhantomConfig:
-    """The phantom preset called ``size`` (``small`` or ``standard``).
+    """The phantom preset called ``size`` (see :func:`models.robustness.phantom_preset`).
 
     Raises:
-        ValueError: on an unknown size.
+        ValueError: on an unknown name.
     """
-    if size not in ("small", "standard"):
-        raise ValueError(f"unknown phantom size {size!r}")
-    return PhantomConfig.small() if size == "small" else PhantomConfig.standard()
+    return phantom_preset(size)
 
 
-def cache_path(cache_dir: Path, seed: int, size: str, img_size: int, in_chans: int) -> Path:
+def cache_path(cache_dir: Path, seed: int, size: str, model: ModelConfig) -> Path:
     """Where the sample for ``seed`` lives."""
-    return cache_dir / f"{size}-{img_size}px-{in_chans}ch" / f"{seed}.npz"
+    spacing = f"-{model.spacing_mm:g}mm" if model.spacing_mm > 0 else ""
+    return cache_dir / f"{size}-{model.img_size}px{spacing}-{model.in_chans}ch" / f"{seed}.npz"
 
 
 def build_cache(
     seeds: Iterable[int],
     cache_dir: Path,
     size: str,
-    img_size: int,
-    in_chans: int,
+    model: ModelConfig,
     text_encoder: TextEncoder | None,
     progress: bool = True,
     workers: int = 1,
@@ -56,9 +56,9 @@ def build_cache(
         OSError: if the cache cannot be written.
     """
     seeds = list(seeds)
-    paths = [cache_path(cache_dir, s, size, img_size, in_chans) for s in seeds]
+    paths = [cache_path(cache_dir, s, size, model) for s in seeds]
     missing = [s for s, p in zip(seeds, paths, strict=True) if not p.is_file()]
-    jobs = [(seed, size, img_size, in_chans) for seed in missing]
+    jobs = [(seed, size, model) for seed in missing]
     if workers > 1:
         context = multiprocessing.get_context("spawn")  # fork could inherit a busy OpenMP pool
         with ProcessPoolExecutor(
@@ -73,7 +73,7 @@ def build_cache(
 
 
 def _store(
-    made: Iterable[tuple[tuple[int, str, int, int], bytes]],
+    made: Iterable[tuple[tuple[int, str, ModelConfig], bytes]],
     count: int,
     cache_dir: Path,
     text_encoder: TextEncoder | None,
@@ -87,14 +87,14 @@ def _store(
         save_model_sample(sample, cache_path(cache_dir, *job))
 
 
-def _model_sample(job: tuple[int, str, int, int]) -> bytes:
+def _model_sample(job: tuple[int, str, ModelConfig]) -> bytes:
     """The pickled model-space sample of one phantom seed and its report (runs in a worker).
 
     Pickled here so that tensors travel by value, not as shared-memory handles.
     """
-    seed, size, img_size, in_chans = job
+    seed, size, model = job
     study = phantom_to_sample(generate_study(seed, phantom_config(size)))
-    sample = to_model_sample(study, load_label_scheme(), img_size, in_chans)
+    sample = to_model_sample(study, load_label_scheme(), model)
     return pickle.dumps((sample, study.report))
 
 

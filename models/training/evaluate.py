@@ -1,4 +1,5 @@
-"""Held-out evaluation: segmentation, abnormality calls, retrieval and zero-shot accuracy.
+"""Held-out evaluation: segmentation, abnormality calls and their calibration, review flags,
+retrieval and zero-shot accuracy, each beside its trivial baseline where it has one.
 
 Everything goes through the :class:`~models.inference.Predictor` on raw volumes (input geometry),
 except retrieval and zero-shot scores, which need the network's embeddings.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,12 +19,34 @@ from models.data.phantom import phantom_to_sample
 from models.data.samples import StudySample, findings_matrix
 from models.inference import Predictor, StudyPrediction
 from models.labels import LabelScheme, load_label_scheme
-from models.metrics import detection_rates, dice_iou, hd95, retrieval_recall, threshold_for_fpr
+from models.metrics import (
+    ReliabilityBins,
+    detection_rates,
+    dice_iou,
+    flag_statistics,
+    hd95,
+    reliability_bins,
+    retrieval_chance,
+    retrieval_recall,
+    threshold_for_fpr,
+)
 from models.network import LumbarNet, StudyOutput
 from models.phantom import generate_study
 from models.text_encoder import TextEncoder
 from models.training.cache import phantom_config
 from models.volume import VolumeInput
+
+#: Lumbar vertebrae (the sacrum included) and discs, the structures the lumbar metrics cover.
+LUMBAR_VERTEBRAE = ("L1", "L2", "L3", "L4", "L5", "S")
+LUMBAR_DISCS = ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1")
+LUMBAR_STRUCTURES = LUMBAR_VERTEBRAE + LUMBAR_DISCS
+
+#: A study failed when its mIoU is below FAILED_MIOU or a lumbar vertebra's IoU is below
+#: MISNAMED_IOU (the level is named wrong).
+FAILED_MIOU = 0.85
+MISNAMED_IOU = 0.5
+
+CALIBRATION_BINS = 10
 
 
 @dataclass
@@ -37,6 +61,16 @@ class Evaluation:
         retrieval: {"R@1", "R@5"} image-to-report, or empty without a text encoder.
         zero_shot_accuracy: accuracy of prompt-only abnormality scores (> 0 = present).
         studies: number of studies.
+        lumbar_miou: mean IoU over :data:`LUMBAR_STRUCTURES`.
+        calibration_error: key -> expected calibration error of the level probabilities over
+            the known levels the model found; "all" = pooled.
+        reliability: key -> the reliability bins behind ``calibration_error``.
+        all_absent_accuracy: accuracy of calling every abnormality absent, on the pairs
+            ``zero_shot_accuracy`` is measured on.
+        retrieval_chance: {"R@1", "R@5"} of a random ranking, beside ``retrieval``.
+        quality: review-flag statistics (see :func:`models.metrics.flag_statistics`).
+        per_study: one record per study: ``study_id``, ``miou``, ``iou`` (structure -> IoU),
+            ``failed``, ``needs_review`` and ``reasons``.
     """
 
     structures: dict[str, dict[str, float]]
@@ -46,6 +80,13 @@ class Evaluation:
     retrieval: dict[str, float] = field(default_factory=dict)
     zero_shot_accuracy: float = float("nan")
     studies: int = 0
+    lumbar_miou: float = float("nan")
+    calibration_error: dict[str, float] = field(default_factory=dict)
+    reliability: dict[str, ReliabilityBins] = field(default_factory=dict)
+    all_absent_accuracy: float = float("nan")
+    retrieval_chance: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, float] = field(default_factory=dict)
+    per_study: list[dict[str, Any]] = field(default_factory=list)
 
 
 def phantom_samples(seeds: Iterable[int], size: str) -> Iterator[StudySample]:
@@ -77,8 +118,11 @@ def volumes_of(sample: StudySample) -> dict[str, VolumeInput]:
     return volumes
 
 
-def level_scores(prediction: StudyPrediction, sample: StudySample) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) probabilities and truths for the sample's levels with known findings.
+def level_scores(
+    prediction: StudyPrediction, sample: StudySample
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K) probabilities and truths for the sample's levels with known findings, and (N,)
+    whether the model found each of those levels.
 
     Levels the model did not find score 0.
 
@@ -89,11 +133,13 @@ def level_scores(prediction: StudyPrediction, sample: StudySample) -> tuple[np.n
     keys = [a.key for a in scheme.abnormalities]
     truth, valid = findings_matrix(sample.findings, scheme)
     scores = np.zeros_like(truth)
+    found = np.zeros(len(scheme.discs), dtype=bool)
     for i, disc in enumerate(scheme.discs):
-        found = prediction.level_probabilities.get(disc.name)
-        if found is not None:
-            scores[i] = [found[k] for k in keys]
-    return scores[valid], truth[valid].astype(bool)
+        probabilities = prediction.level_probabilities.get(disc.name)
+        if probabilities is not None:
+            scores[i] = [probabilities[k] for k in keys]
+            found[i] = True
+    return scores[valid], truth[valid].astype(bool), found[valid]
 
 
 def tune_thresholds(
@@ -127,26 +173,22 @@ def evaluate(
     if not samples:
         raise ValueError("no samples")
     scheme = load_label_scheme()
-    spine = scheme.spine_structures
-    per_structure: dict[str, list[tuple[float, float, float]]] = {s.name: [] for s in spine}
-    all_scores, all_truth = [], []
+    per_structure: dict[str, list[tuple[float, float, float]]] = {
+        s.name: [] for s in scheme.spine_structures
+    }
+    levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    per_study: list[dict[str, Any]] = []
     embeddings = _EmbeddingMetrics(scheme)
     for sample in tqdm(samples, desc="evaluate", disable=not progress):
         if sample.labels is None:
             raise ValueError(f"{sample.study_id} has no labels")
         prediction, output = predictor.analyse(volumes_of(sample))
         embeddings.add(predictor.model, output, sample)
-        spacing = (_slice_spacing(sample), *sample.pixel_spacing)
-        for structure in spine:
-            predicted = prediction.label_map == structure.value
-            target = sample.labels == structure.value
-            if not predicted.any() and not target.any():
-                continue
-            dice, iou = dice_iou(predicted, target)
-            per_structure[structure.name].append((dice, iou, hd95(predicted, target, spacing)))
-        scores, truth = level_scores(prediction, sample)
-        all_scores.append(scores)
-        all_truth.append(truth)
+        overlaps = structure_overlaps(prediction.label_map, sample, scheme)
+        for name, values in overlaps.items():
+            per_structure[name].append(values)
+        per_study.append(study_record(sample.study_id, overlaps, prediction))
+        levels.append(level_scores(prediction, sample))
     structures = {
         name: {
             "dice": float(np.mean([v[0] for v in values])),
@@ -158,13 +200,18 @@ def evaluate(
         for name, values in per_structure.items()
         if values
     }
-    scores = np.concatenate(all_scores)
-    truth = np.concatenate(all_truth)
+    scores, truth, found = (np.concatenate(arrays) for arrays in zip(*levels, strict=True))
     keys = [a.key for a in scheme.abnormalities]
     thresholds = np.array([predictor.meta.thresholds.get(k, 0.5) for k in keys])
     calls = scores >= thresholds
     abnormalities = {k: detection_rates(calls[:, j], truth[:, j]) for j, k in enumerate(keys)}
     abnormalities["all"] = detection_rates(calls, truth)
+    reliability = {
+        k: reliability_bins(scores[found, j], truth[found, j], CALIBRATION_BINS)
+        for j, k in enumerate(keys)
+    }
+    reliability["all"] = reliability_bins(scores[found], truth[found], CALIBRATION_BINS)
+    lumbar = [structures[n]["iou"] for n in LUMBAR_STRUCTURES if n in structures]
     evaluation = Evaluation(
         structures=structures,
         miou=float(np.mean([v["iou"] for v in structures.values()])),
@@ -172,12 +219,66 @@ def evaluate(
         abnormalities=abnormalities,
         studies=len(samples),
         zero_shot_accuracy=embeddings.zero_shot_accuracy(),
+        lumbar_miou=float(np.mean(lumbar)) if lumbar else float("nan"),
+        calibration_error={k: b.expected_calibration_error for k, b in reliability.items()},
+        reliability=reliability,
+        all_absent_accuracy=embeddings.all_absent_accuracy(),
+        quality=flag_statistics(
+            np.array([r["needs_review"] for r in per_study]),
+            np.array([r["failed"] for r in per_study]),
+        ),
+        per_study=per_study,
     )
     reports = [s.report for s in samples]
     if text_encoder is not None and all(reports):
         raw = text_encoder.encode([r for r in reports if r]).to(predictor.device)
         evaluation.retrieval = embeddings.retrieval(predictor.model, raw)
+        evaluation.retrieval_chance = retrieval_chance(len(samples))
     return evaluation
+
+
+def structure_overlaps(
+    label_map: np.ndarray, sample: StudySample, scheme: LabelScheme
+) -> dict[str, tuple[float, float, float]]:
+    """Spine structure name -> (Dice, IoU, HD95 mm) of a predicted label map against the
+    sample's labels; structures absent from both are left out.
+
+    Raises:
+        ValueError: if the sample has no labels or their shape differs from the label map's.
+    """
+    if sample.labels is None:
+        raise ValueError(f"{sample.study_id} has no labels")
+    spacing = (_slice_spacing(sample), *sample.pixel_spacing)
+    overlaps = {}
+    for structure in scheme.spine_structures:
+        predicted = label_map == structure.value
+        target = sample.labels == structure.value
+        if predicted.any() or target.any():
+            dice, iou = dice_iou(predicted, target)
+            overlaps[structure.name] = (dice, iou, hd95(predicted, target, spacing))
+    return overlaps
+
+
+def study_record(
+    study_id: str, overlaps: dict[str, tuple[float, float, float]], prediction: StudyPrediction
+) -> dict[str, Any]:
+    """One study's entry of :attr:`Evaluation.per_study`: its IoUs, whether it failed (see
+    :data:`FAILED_MIOU`) and whether the model's quality check flagged it for review.
+
+    Raises:
+        Nothing.
+    """
+    iou = {name: values[1] for name, values in overlaps.items()}
+    miou = float(np.mean(list(iou.values()))) if iou else float("nan")
+    misnamed = any(iou[name] < MISNAMED_IOU for name in LUMBAR_VERTEBRAE if name in iou)
+    return {
+        "study_id": study_id,
+        "miou": miou,
+        "iou": iou,
+        "failed": bool(miou < FAILED_MIOU or misnamed),
+        "needs_review": bool(prediction.quality.needs_review),
+        "reasons": list(prediction.quality.reasons),
+    }
 
 
 class _EmbeddingMetrics:
@@ -186,6 +287,7 @@ class _EmbeddingMetrics:
     def __init__(self, scheme: LabelScheme) -> None:
         self.series: list[torch.Tensor] = []
         self.correct = 0
+        self.negatives = 0
         self.total = 0
         self.scheme = scheme
 
@@ -195,7 +297,9 @@ class _EmbeddingMetrics:
         truth, known = findings_matrix(sample.findings, self.scheme)
         valid = torch.from_numpy(known) & output.level_valid.cpu()
         guess = (output.zero_shot.cpu() > 0)[valid]
-        self.correct += int((guess == torch.from_numpy(truth)[valid].bool()).sum())
+        present = torch.from_numpy(truth)[valid].bool()
+        self.correct += int((guess == present).sum())
+        self.negatives += int((~present).sum())
         self.total += guess.numel()
         self.series.append(model.encode_series(output).cpu())
 
@@ -203,52 +307,15 @@ class _EmbeddingMetrics:
         """Share of known (level, abnormality) pairs the prompt-only scores got right."""
         return self.correct / self.total if self.total else float("nan")
 
+    def all_absent_accuracy(self) -> float:
+        """Share of negatives among the pairs of :meth:`zero_shot_accuracy`."""
+        return self.negatives / self.total if self.total else float("nan")
+
     @torch.no_grad()
     def retrieval(self, model: LumbarNet, raw_reports: torch.Tensor) -> dict[str, float]:
         """R@1 / R@5 of each study's report among all of them (studies in ``add`` order)."""
         reports = model.encode_report(raw_reports).cpu()
         return retrieval_recall(torch.stack(self.series), reports)
-
-
-def format_comparison(results: dict[str, Evaluation]) -> str:
-    """Side-by-side text table of several evaluations (e.g. text-guided vs visual-only).
-
-    Raises:
-        ValueError: if ``results`` is empty.
-    """
-    if not results:
-        raise ValueError("nothing to format")
-    names = list(results)
-    width = max(14, *(len(n) + 2 for n in names))
-    lines = ["metric".ljust(24) + "".join(n.rjust(width) for n in names)]
-
-    def row(label: str, values: list[float], fmt: str = "{:.3f}") -> None:
-        lines.append(label.ljust(24) + "".join(fmt.format(v).rjust(width) for v in values))
-
-    first = results[names[0]]
-    row("studies", [r.studies for r in results.values()], "{:.0f}")
-    row("mIoU (19 structures)", [r.miou for r in results.values()])
-    row("mean Dice (19)", [r.mean_dice for r in results.values()])
-    for name in first.structures:
-        row(
-            f"  Dice {name}",
-            [r.structures.get(name, {}).get("dice", np.nan) for r in results.values()],
-        )
-        row(
-            f"  IoU {name}",
-            [r.structures.get(name, {}).get("iou", np.nan) for r in results.values()],
-        )
-        row(
-            f"  HD95 mm {name}",
-            [r.structures.get(name, {}).get("hd95", np.nan) for r in results.values()],
-        )
-    for key in first.abnormalities:
-        for metric in ("recall", "precision", "fpr"):
-            row(f"{key} {metric}", [r.abnormalities[key][metric] for r in results.values()])
-    for metric in ("R@1", "R@5"):
-        row(f"retrieval {metric}", [r.retrieval.get(metric, np.nan) for r in results.values()])
-    row("zero-shot accuracy", [r.zero_shot_accuracy for r in results.values()])
-    return "\n".join(lines)
 
 
 def _slice_spacing(sample: StudySample) -> float:

@@ -81,6 +81,7 @@ def train(
     device: str = "cpu",
     workers: int = 1,
     init: Path | None = None,
+    init_prefixes: tuple[str, ...] = (),
 ) -> TrainResult:
     """Run every stage, tune thresholds on the validation seeds and save the checkpoint.
 
@@ -89,7 +90,9 @@ def train(
     stage, all of them in masked-image pretraining. Training runs on ``device`` (``"cuda"`` on a
     GPU) with every sample held there; ``workers`` processes generate missing phantoms. ``init``
     names a checkpoint whose weights start the run wherever names and shapes match (fine-tuning
-    an earlier release after the architecture grew); ``resume`` state takes precedence.
+    an earlier release after the architecture grew), only those under ``init_prefixes`` when
+    given (e.g. the encoder alone, for ablation arms that start their heads alike);
+    ``resume`` state takes precedence.
 
     Raises:
         OSError: if outputs cannot be written.
@@ -99,7 +102,10 @@ def train(
     encoder = text_encoder or TextEncoder.from_directory(config.text_encoder or None)
     model = build_model(config, encoder)
     if init is not None:
-        fresh = transfer_weights(model, read_checkpoint(init)[1])
+        state = read_checkpoint(init)[1]
+        if init_prefixes:
+            state = {k: v for k, v in state.items() if k.startswith(init_prefixes)}
+        fresh = transfer_weights(model, state)
         if progress:
             tqdm.write(f"initialised from {init}; {len(fresh)} tensors start fresh")
     samples = load_cache(
@@ -107,8 +113,7 @@ def train(
             range(*config.train_seeds),
             cache_dir,
             config.phantom_size,
-            config.model.img_size,
-            config.model.in_chans,
+            config.model,
             encoder,
             progress,
             workers,
@@ -116,7 +121,7 @@ def train(
     )
     scheme = load_label_scheme()
     for study in extra_samples:
-        sample = to_model_sample(study, scheme, config.model.img_size, config.model.in_chans)
+        sample = to_model_sample(study, scheme, config.model)
         if study.report:
             sample.report_embedding = encoder.encode([study.report])[0]
         samples.append(sample)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -10,6 +11,22 @@ from sqlalchemy.orm import Session
 from pacs_node.db.base import utcnow
 from pacs_node.db.tables import Job, JobEvent
 from pacs_node.domain import JobState
+
+REVIEW_REASON_SEPARATOR = "\n"
+"""Between the reasons in ``jobs.review_reasons`` (each reason is one printable line)."""
+
+
+def review_columns(needs_review: bool, reasons: Sequence[str]) -> dict[str, Any]:
+    """The job columns of the model's quality check, as ``values`` of a transition."""
+    return {
+        "needs_review": needs_review,
+        "review_reasons": REVIEW_REASON_SEPARATOR.join(reasons) or None,
+    }
+
+
+def review_reasons(column: str | None) -> tuple[str, ...]:
+    """The reasons stored by :func:`review_columns` (none for a null column)."""
+    return tuple(column.split(REVIEW_REASON_SEPARATOR)) if column else ()
 
 
 def add_event(

@@ -21,7 +21,7 @@ from sqlalchemy import Row, Select, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from pacs_node.db.base import utcnow
-from pacs_node.db.jobs import count_by_state
+from pacs_node.db.jobs import count_by_state, review_reasons
 from pacs_node.db.tables import (
     AuditLog,
     Delivery,
@@ -69,7 +69,8 @@ class JobFilters:
 
 @dataclass(frozen=True)
 class JobSummary:
-    """One row of the job history."""
+    """One row of the job history. ``needs_review`` is the model's quality check ("low
+    confidence: review" when true, with its ``review_reasons``), None when no model ran."""
 
     id: int
     state: str
@@ -79,6 +80,8 @@ class JobSummary:
     accession_number: str | None
     calling_ae: str | None
     model_name: str | None
+    needs_review: bool | None
+    review_reasons: tuple[str, ...]
     trigger: str | None
     requested_by: str | None
     prior_job_id: int | None
@@ -224,6 +227,8 @@ _SUMMARY_COLUMNS = (
     Study.accession_number,
     Study.calling_ae,
     Job.model_name,
+    Job.needs_review,
+    Job.review_reasons,
     Job.trigger,
     Job.requested_by,
     Job.prior_job_id,
@@ -240,7 +245,9 @@ def _summary_query() -> Select[*tuple[Any, ...]]:
 
 
 def _summary(row: Row[Any]) -> JobSummary:
-    return JobSummary(**row._mapping)
+    values = dict(row._mapping)
+    values["review_reasons"] = review_reasons(values["review_reasons"])
+    return JobSummary(**values)
 
 
 def list_jobs(

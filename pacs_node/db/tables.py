@@ -169,6 +169,12 @@ class Job(Base):
     model_name: Mapped[str | None] = mapped_column(String(64))
     config_hash: Mapped[str | None] = mapped_column(String(64))
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
+    needs_review: Mapped[bool | None] = mapped_column(
+        comment="the model's quality check asks for review; null when no model ran"
+    )
+    review_reasons: Mapped[str | None] = mapped_column(
+        Text, comment="the check's reasons for review, one per line"
+    )
     timeout_seconds: Mapped[int | None] = mapped_column(Integer, comment="per-job time limit")
     requested_by: Mapped[str | None] = mapped_column(
         String(64), comment="who asked for it (retrieved on demand): token name or cli:<user>"

@@ -168,6 +168,18 @@ ANALYSIS_STATUS: Final = _local("PN-STS-001", "AI analysis status")
 NOT_ANALYSED: Final = _local("PN-STS-002", "Not analysed")
 NOT_ANALYSED_REASON: Final = _local("PN-STS-003", "Reason not analysed")
 
+# --- Quality of the results -----------------------------------------------------------------------
+
+LEVEL_CONFIDENCE: Final = _local("PN-QC-001", "Confidence of the level's AI results")
+"""Measurement (unit ``1``, 0..1) of how sure the model is of a level's segmentation."""
+QUALITY_CHECK: Final = _local("PN-QC-002", "AI result quality check")
+"""Report-level verdict of the model's study check (value: :data:`NEEDS_REVIEW` or
+:data:`QUALITY_PASSED`)."""
+NEEDS_REVIEW: Final = _local("PN-QC-003", "Low confidence: review")
+QUALITY_PASSED: Final = _local("PN-QC-004", "Quality check passed")
+REVIEW_REASON: Final = _local("PN-QC-005", "Reason for review")
+"""Report-level text: one reason the study check asks for review."""
+
 # --- Comparison with a prior study ----------------------------------------------------------------
 
 CHANGE_CODES: Final = MappingProxyType(

@@ -1,14 +1,15 @@
 """HL7 v2.5 ORU^R01 carrying the per-level results to the RIS/EMR (hl7apy, strict validation).
 
 Layout: MSH, PID (patient from the DICOM study), ORC/OBR (order: accession number as filler order
-number and OBR-18, result status in OBR-25), then OBX rows: the Study Instance UID, one CWE row per
+number and OBR-18, result status in OBR-25), then OBX rows: the Study Instance UID, the model's
+quality check (CWE: passed, or "Low confidence: review" then its reasons as TX), one CWE row per
 level and abnormality (Present/Absent, abnormal flag ``A`` when present), one NM row per
-probability and per measurement (OBX-4 sub-ID = the level, e.g. ``L4/L5``), and the impression as
-TX. Compared with a prior study, the message also carries the prior's Study Instance UID, per
-level each finding's change (new, resolved, unchanged) and the disc height change, and the
-comparison as TX. A study the node did not analyse gets the same message with an analysis
-status row ("Not analysed") and the reason instead of findings. MSH-10 is derived from the job
-and the status, so a resend is the same message.
+probability, per measurement and for the level's confidence (OBX-4 sub-ID = the level, e.g.
+``L4/L5``), and the impression as TX. Compared with a prior study, the message also carries the
+prior's Study Instance UID, per level each finding's change (new, resolved, unchanged) and the
+disc height change, and the comparison as TX. A study the node did not analyse gets the same
+message with an analysis status row ("Not analysed") and the reason instead of findings. MSH-10
+is derived from the job and the status, so a resend is the same message.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ from pydicom.valuerep import PersonName
 from pacs_node.results import codes
 from pacs_node.results.comparison import Change, Comparison
 from pacs_node.results.identity import derive_control_id
-from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext
-from pacs_node.results.summary import impression_text, ordered_levels
+from pacs_node.results.inputs import (
+    LevelConfidence,
+    LevelFinding,
+    LevelMeasurement,
+    ResultContext,
+    StudyQuality,
+)
+from pacs_node.results.summary import confidences_by_level, impression_text, ordered_levels
 
 # Characters of free text per OBX row: below OBX-5's limit, leaving room for escapes.
 IMPRESSION_CHUNK_CHARS = 180
@@ -83,12 +90,18 @@ def _rows(
     findings: Sequence[LevelFinding],
     measurements: Sequence[LevelMeasurement],
     comparison: Comparison | None,
+    confidences: Sequence[LevelConfidence],
+    quality: StudyQuality | None,
 ) -> list[_Row]:
     rows = [_Row("ST", codes.STUDY_INSTANCE_UID, study_uid)]
     if comparison is not None:
         prior_uid = comparison.prior.study_instance_uid
         rows.append(_Row("ST", codes.PRIOR_STUDY_INSTANCE_UID, prior_uid))
-    for level in ordered_levels([f.level for f in findings] + [m.level for m in measurements]):
+    if quality is not None:
+        rows += _quality_rows(quality)
+    levels = ordered_levels([f.level for f in findings] + [m.level for m in measurements])
+    confidence_by_level = confidences_by_level(confidences, levels)
+    for level in levels:
         for f in (f for f in findings if f.level == level):
             value = codes.PRESENT if f.present else codes.ABSENT
             rows.append(
@@ -112,11 +125,23 @@ def _rows(
         for m in (m for m in measurements if m.level == level):
             name, unit = codes.MEASUREMENT_CODES[m.name]
             rows.append(_Row("NM", name, _number(m.value), level, unit))
+        if level in confidence_by_level:
+            confidence = _number(confidence_by_level[level].confidence)
+            rows.append(_Row("NM", codes.LEVEL_CONFIDENCE, confidence, level, codes.NO_UNITS))
         if comparison is not None:
             rows.extend(_change_rows(comparison, level))
-    rows += _text_rows(codes.IMPRESSION, impression_text(findings))
+    rows += _text_rows(codes.IMPRESSION, impression_text(findings, quality))
     if comparison is not None:
         rows += _text_rows(codes.COMPARISON, comparison.summary())
+    return rows
+
+
+def _quality_rows(quality: StudyQuality) -> list[_Row]:
+    """The study check's verdict (CWE), then its reasons for review, "; "-separated (TX)."""
+    verdict = codes.NEEDS_REVIEW if quality.needs_review else codes.QUALITY_PASSED
+    rows = [_Row("CWE", codes.QUALITY_CHECK, _ce(verdict))]
+    if quality.needs_review:
+        rows += _text_rows(codes.REVIEW_REASON, "; ".join(quality.reasons))
     return rows
 
 
@@ -193,6 +218,8 @@ def build_oru(
     context: ResultContext,
     placer_order_number: str = "",
     comparison: Comparison | None = None,
+    confidences: Sequence[LevelConfidence] = (),
+    quality: StudyQuality | None = None,
 ) -> Message:
     """Build the ORU^R01 of an analysed study.
 
@@ -207,19 +234,30 @@ def build_oru(
         comparison: The changes since the patient's prior study: the prior's Study Instance
             UID, per level each finding's change and the disc height change, and the comparison
             text after the impression.
+        confidences: The model's confidence per level: an NM row after the level's others.
+        quality: The model's study check: a CWE row after the Study Instance UID(s), passed or
+            "Low confidence: review" followed by its reasons (TX), and the impression opens with
+            the call for review; None writes no verdict.
 
     Returns:
         The message, valid under hl7apy's strict validation; ``.to_er7()`` encodes it.
 
     Raises:
-        ValueError: if the study header lacks a Patient ID or Study Instance UID, or there is
-            nothing to report.
+        ValueError: if the study header lacks a Patient ID or Study Instance UID, there is
+            nothing to report, or a confidence is of a level not reported or given twice.
         hl7apy.exceptions.ValidationError: if the message does not validate (a bug).
     """
     if not findings and not measurements:
         raise ValueError("nothing to report: no findings and no measurements")
     _check_linking(source_study_header)
-    rows = _rows(str(source_study_header.StudyInstanceUID), findings, measurements, comparison)
+    rows = _rows(
+        str(source_study_header.StudyInstanceUID),
+        findings,
+        measurements,
+        comparison,
+        confidences,
+        quality,
+    )
     return _message(source_study_header, rows, context, placer_order_number)
 
 

@@ -100,6 +100,42 @@ class LevelFinding:
 
 
 @dataclass(frozen=True)
+class LevelConfidence:
+    """How sure the model is of one disc level's results, in [0, 1]."""
+
+    level: str
+    confidence: float
+
+    def __post_init__(self) -> None:
+        if self.level not in DISC_CODES:
+            raise ValueError(f"unknown disc level {self.level!r}")
+        if not 0.0 <= self.confidence <= 1.0:  # also false for NaN
+            raise ValueError(f"confidence {self.confidence} at {self.level} is outside [0, 1]")
+
+
+REVIEW_REASON_MAX_CHARS = 200
+"""Longest reason for review a result carries."""
+
+
+@dataclass(frozen=True)
+class StudyQuality:
+    """The model's study-level quality check: whether its results must be read as "low
+    confidence: review", and why (short, fixed, patient-free texts, one line each)."""
+
+    needs_review: bool
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.needs_review != bool(self.reasons):
+            raise ValueError("a quality check gives reasons exactly when it asks for review")
+        for reason in self.reasons:
+            if not reason.strip() or not reason.isprintable():
+                raise ValueError("a reason for review is a non-empty line of printable text")
+            if len(reason) > REVIEW_REASON_MAX_CHARS:
+                raise ValueError(f"a reason for review is {REVIEW_REASON_MAX_CHARS} chars at most")
+
+
+@dataclass(frozen=True)
 class LevelMeasurement:
     """One measurement at one disc level.
 

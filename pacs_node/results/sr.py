@@ -4,10 +4,11 @@ Each disc level is located on the analysed images: a TID 1410 group holds its im
 disc's outline, or its centre, on one source image), and when the level's disc has a segment in
 the SEG a TID 1411 group with the same tracking identifier and UID references that segment. The
 level's findings (the five abnormalities as coded present/absent evaluations with their model
-probabilities, and its measurements) sit in the segment's group, or in the region's group when
-there is no segment. A level without a region is reported in a report-level container of its own
-(TID 1501 groups), out of "Imaging Measurements". The report ends with an impression (TID 1500
-row 12 "Qualitative Evaluations"). Compared with a prior study, each
+probabilities, its measurements and the model's confidence in the level) sit in the segment's
+group, or in the region's group when there is no segment. A level without a region is reported
+in a report-level container of its own (TID 1501 groups), out of "Imaging Measurements". The
+report ends with an impression and the model's quality check, passed or "Low confidence: review"
+with its reasons (TID 1500 row 12 "Qualitative Evaluations"). Compared with a prior study, each
 group also says which findings are new, resolved or unchanged and how the disc height changed, and
 the report names the prior and references its SR. For a study the node skipped,
 :func:`build_not_analysed_sr` writes a report that says so and why.
@@ -30,16 +31,23 @@ from pacs_node.results.identity import derive_uid
 from pacs_node.results.inputs import (
     AI_LABEL,
     AlgorithmInfo,
+    LevelConfidence,
     LevelFinding,
     LevelMeasurement,
     LevelRegion,
     ResultContext,
     ResultStatus,
+    StudyQuality,
 )
 from pacs_node.results.seg import segment_tracking_uid
 from pacs_node.results.source import with_type2_attributes
 from pacs_node.results.stamp import pin_creation
-from pacs_node.results.summary import abnormal, impression_text, ordered_levels
+from pacs_node.results.summary import (
+    abnormal,
+    confidences_by_level,
+    impression_text,
+    ordered_levels,
+)
 
 SERIES_DESCRIPTION = f"AI spine report - {AI_LABEL}"[:64]
 
@@ -174,10 +182,11 @@ def _content(
     level: str,
     findings: Sequence[LevelFinding],
     measurements: Sequence[LevelMeasurement],
+    confidence: LevelConfidence | None,
     comparison: Comparison | None,
 ) -> _Content:
-    """The level's measurements (then probabilities, then height change) and its calls (then
-    their changes since the prior)."""
+    """The level's measurements (then probabilities, confidence and height change) and its calls
+    (then their changes since the prior)."""
     values = [_measurement(m) for m in measurements] + [
         hd.sr.Measurement(
             name=codes.ABNORMALITY_PROBABILITY_CODES[f.abnormality],
@@ -186,6 +195,12 @@ def _content(
         )
         for f in findings
     ]
+    if confidence is not None:
+        values.append(
+            hd.sr.Measurement(
+                name=codes.LEVEL_CONFIDENCE, value=confidence.confidence, unit=codes.NO_UNITS
+            )
+        )
     changes, height = comparison.at(level) if comparison is not None else ([], None)
     if height is not None:
         values.append(
@@ -313,6 +328,8 @@ def build_sr(
     regions: Sequence[LevelRegion] = (),
     previous_versions: Sequence[Dataset] = (),
     comparison: Comparison | None = None,
+    confidences: Sequence[LevelConfidence] = (),
+    quality: StudyQuality | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """Build the TID 1500 measurement report of an analysed study.
 
@@ -334,14 +351,19 @@ def build_sr(
         comparison: The changes since the patient's prior study: per level, each finding's
             change and the disc height change are added to the level's group, the comparison
             text to the report, and the prior's SR to the Pertinent Other Evidence.
+        confidences: The model's confidence per level, a measurement in the level's findings.
+        quality: The model's study check: "Qualitative Evaluations" then holds its verdict
+            (passed, or "Low confidence: review" with a text per reason) and the summary opens
+            with it; None writes no verdict.
 
     Returns:
         The SR document, one measurement group per level in cranio-caudal order.
 
     Raises:
         ValueError: if there are no findings and no measurements, a level/abnormality pair occurs
-            twice, ``source_images`` is empty, or a region does not fit (see
-            :func:`_regions_by_level`), or a level has a segment but no region.
+            twice, ``source_images`` is empty, a region does not fit (see
+            :func:`_regions_by_level`), a level has a segment but no region, or a confidence is
+            of a level not reported or given twice.
     """
     if not source_images:
         raise ValueError("source_images is empty")
@@ -352,6 +374,7 @@ def build_sr(
         raise ValueError("a level/abnormality pair occurs more than once")
     levels = ordered_levels([f.level for f in findings] + [m.level for m in measurements])
     by_level = _regions_by_level(regions, source_images, levels)
+    confidence_by_level = confidences_by_level(confidences, levels)
     segment_numbers = _segment_numbers(segmentation)
     localised: list[_Group] = []
     unlocalised: list[_Group] = []
@@ -362,6 +385,7 @@ def build_sr(
                 level,
                 [f for f in findings if f.level == level],
                 [m for m in measurements if m.level == level],
+                confidence_by_level.get(level),
                 comparison,
             ),
             by_level.get(level),
@@ -381,7 +405,11 @@ def build_sr(
         value=codes.IMAGING_RESULT_ABNORMAL if abnormal(findings) else codes.IMAGING_RESULT_NORMAL,
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
-    evaluations = [impression, _text(codes.SUMMARY, impression_text(findings))]
+    evaluations = [
+        impression,
+        *_quality_items(quality),
+        _text(codes.SUMMARY, impression_text(findings, quality)),
+    ]
     if comparison is not None:
         evaluations.append(_text(codes.COMPARISON, comparison.summary()))
     _append_evaluations(report, evaluations)
@@ -392,6 +420,18 @@ def build_sr(
     if comparison is not None:
         sr.PertinentOtherEvidenceSequence = [_prior_evidence(comparison.prior)]
     return sr
+
+
+def _quality_items(quality: StudyQuality | None) -> list[hd.sr.ContentItem]:
+    """The study check's verdict as a code, then each reason for review as a text."""
+    if quality is None:
+        return []
+    verdict = hd.sr.CodeContentItem(
+        name=codes.QUALITY_CHECK,
+        value=codes.NEEDS_REVIEW if quality.needs_review else codes.QUALITY_PASSED,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    return [verdict, *(_text(codes.REVIEW_REASON, reason) for reason in quality.reasons)]
 
 
 def _prior_evidence(prior: PriorReport) -> Dataset:

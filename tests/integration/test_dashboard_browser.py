@@ -37,6 +37,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 STATES = [JobState.DONE] * 6 + [JobState.FAILED, JobState.QUEUED, JobState.RUNNING]
 N_JOBS = 40
 N_FAILED = sum(STATES[n % len(STATES)] is JobState.FAILED for n in range(N_JOBS))
+REVIEW_REASONS = ("only 3 of 5 lumbar discs found", "sacrum not in view")
+"""The model's quality check of the third job: low confidence, review."""
 
 
 def seed(sessions: sessionmaker[Session], spool: Path) -> tuple[int, int]:
@@ -54,6 +56,7 @@ def seed(sessions: sessionmaker[Session], spool: Path) -> tuple[int, int]:
                 created=created,
                 minutes=4 + (n * 7) % 11,
                 reason="HL7 receiver refused" if state is JobState.FAILED else None,
+                review_reasons=REVIEW_REASONS if n == 2 else (),
             )
             if state in (JobState.DONE, JobState.FAILED):
                 add_outputs(session, job)
@@ -104,6 +107,14 @@ def test_dashboard_load_filter_open_overlay_and_live_update(
         page.locator("#chart rect").nth(27).wait_for()  # the stats arrive on their own request
         assert page.locator("#chart rect").count() == 28  # 14 days x (received, done)
         assert "failed" in page.locator("#counts").inner_text()
+        # The job the model doubts carries a "review" marker with its reasons; the others passed.
+        markers = page.locator("#jobs tbody tr .review")
+        assert markers.count() == 1 and markers.inner_text() == "review"
+        doubted = rows.filter(has=page.locator(".review"))
+        assert "only 3 of 5 lumbar discs found; sacrum not in view" in doubted.inner_text()
+        assert (
+            page.locator("#jobs tbody tr .quality").filter(has_text="passed").count() == N_JOBS - 1
+        )
 
         # Filter: failed jobs only, then one accession.
         page.select_option("#filters select[name=state]", "failed")

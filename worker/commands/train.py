@@ -11,6 +11,7 @@ import argparse
 import os
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--init", type=Path, help="start from this checkpoint's weights where they fit"
     )
+    parser.add_argument(
+        "--init-only",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="with --init: take only the tensors under PREFIX (repeatable, e.g. encoder)",
+    )
+    parser.add_argument("--seed", type=int, help="training seed (overrides the config's)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
     parser.add_argument(
@@ -85,6 +94,8 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(args.threads)
     config = load_train_config(args.config)
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
     command = "pacs-node train " + shlex.join(argv)
     result = train(
         config,
@@ -98,6 +109,7 @@ def main(argv: list[str]) -> int:
         device=args.device,
         workers=args.workers,
         init=args.init,
+        init_prefixes=tuple(args.init_only),
     )
     print(f"checkpoint {result.checkpoint} sha256 {result.sha256}")
     return 0

@@ -43,13 +43,24 @@ function filterQuery() {
   return params;
 }
 
+// The model's quality check: a "review" marker with its reasons, "passed", or nothing (no model ran).
+function qualityCell(job) {
+  const cell = el("td", null, "quality");
+  if (job.needs_review) {
+    cell.append(el("span", "review", "review"), el("span", ` ${job.review_reasons.join("; ")}`, "reasons"));
+  } else if (job.needs_review === false) {
+    cell.textContent = "passed";
+  }
+  return cell;
+}
+
 function jobRow(job) {
   const row = el("tr");
   row.dataset.jobId = job.id;
   row.append(el("td", job.id));
   const cell = el("td");
   cell.append(el("span", job.state, `state ${job.state}`));
-  row.append(cell);
+  row.append(cell, qualityCell(job));
   for (const value of [new Date(job.created_at).toLocaleString(), job.patient_id, job.accession_number,
     job.calling_ae, job.model_name, job.attempts]) {
     row.append(el("td", value ?? ""));
@@ -167,7 +178,10 @@ async function openJob(jobId) {
     facts.replaceChildren();
     for (const [name, value] of [["study", job.study_instance_uid], ["patient ID", job.patient_id],
       ["accession", job.accession_number], ["calling AE", job.calling_ae], ["model", job.model_name],
-      ["checkpoint", detail.checkpoint_sha256], ["trigger", job.trigger], ["requested by", job.requested_by],
+      ["checkpoint", detail.checkpoint_sha256],
+      ["quality check", job.needs_review === null ? null
+        : job.needs_review ? `low confidence: review (${job.review_reasons.join("; ")})` : "passed"],
+      ["trigger", job.trigger], ["requested by", job.requested_by],
       ["compared with prior", job.prior_job_id === null ? null : `job ${job.prior_job_id}`],
       ["reason", job.reason]]) {
       facts.append(el("dt", name), el("dd", value ?? "-"));

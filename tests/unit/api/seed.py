@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacs_node.db.jobs import add_event
+from pacs_node.db.jobs import add_event, review_columns
 from pacs_node.db.tables import Delivery, Instance, Job, Result, Series, Study
 from pacs_node.domain import JobState, StudyStatus
 from pacs_node.results.inputs import AlgorithmInfo, ResultContext
@@ -43,8 +43,11 @@ def add_job(
     minutes: float = 5.0,
     model: str = "lumbarclip-atto",
     reason: str | None = None,
+    review_reasons: tuple[str, ...] | None = None,
 ) -> Job:
-    """A job created at ``created`` and last updated ``minutes`` later, with one event."""
+    """A job created at ``created`` and last updated ``minutes`` later, with one event; with
+    ``review_reasons``, the model's quality check (passed when empty)."""
+    quality = {} if review_reasons is None else review_columns(bool(review_reasons), review_reasons)
     job = Job(
         study=study,
         version=1 + len(study.jobs),
@@ -54,6 +57,7 @@ def add_job(
         attempts=1,
         created_at=created,
         updated_at=created + timedelta(minutes=minutes),
+        **quality,
     )
     session.add(job)
     session.flush()

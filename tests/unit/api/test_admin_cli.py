@@ -16,6 +16,7 @@ from tests.unit.api.seed import DESTINATION, T0, add_job, add_outputs, add_study
 from worker.main import main
 
 Cli = Callable[..., tuple[int, str, str]]
+REASONS = ("sacrum not in view", "level names uncertain (0.82 agreement)")
 
 
 @pytest.fixture
@@ -36,7 +37,14 @@ def seed(node: Node) -> int:
     with node.sessions.begin() as session:
         for n in range(4):
             add_job(session, add_study(session, n), JobState.DONE, created=T0.replace(hour=n))
-        job = add_job(session, add_study(session, 9), JobState.FAILED, created=T0, reason="boom")
+        job = add_job(
+            session,
+            add_study(session, 9),
+            JobState.FAILED,
+            created=T0,
+            reason="boom",
+            review_reasons=REASONS,
+        )
         add_outputs(session, job)
         return job.id
 
@@ -65,9 +73,32 @@ def test_jobs_text_output_and_paging(node: Node, cli: Cli) -> None:
     assert code == 0 and "more:" in older
     code, out, _ = cli("jobs", "show", str(job_id))
     assert f"job {job_id} version 1: failed (boom)" in out
+    assert "quality check: low confidence: review\n  - sacrum not in view\n  - level names" in out
     assert "error: job: boom" in out and f"-> {DESTINATION}: sent" in out
     code, out, _ = cli("jobs", "stats", "--days", "2")
     assert code == 0 and "done=4" in out and "failed=1" in out
+
+
+def test_jobs_list_marks_the_jobs_that_need_review_with_their_reasons(node: Node, cli: Cli) -> None:
+    with node.sessions.begin() as session:
+        for n, reasons in enumerate((REASONS, (), None)):
+            add_job(
+                session,
+                add_study(session, n),
+                JobState.DONE,
+                created=T0.replace(hour=n),
+                review_reasons=reasons,
+            )
+    code, out, _ = cli("jobs", "list")
+    assert code == 0
+    header, *lines = out.splitlines()
+    assert header.split() == ["job", "state", "created", "(UTC)", "AE", "check", "model"]
+    # Newest first: no model ran, passed, then the one that needs review and its reasons.
+    assert [line.split()[5] for line in lines[:3]] == ["-", "passed", "review"]
+    assert lines[3].strip() == (
+        "low confidence: review: sacrum not in view; level names uncertain (0.82 agreement)"
+    )
+    assert len(lines) == 4
 
 
 def test_jobs_retry_and_replay_are_audited_as_the_cli_user(node: Node, cli: Cli) -> None:

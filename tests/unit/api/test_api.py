@@ -100,6 +100,32 @@ def test_job_list_filters_and_pages_over_http(node: Node) -> None:
     )
 
 
+REASONS = ("only 3 of 5 lumbar discs found", "low segmentation certainty (0.71)")
+
+
+def test_jobs_show_the_quality_check_of_the_model(node: Node) -> None:
+    with node.sessions.begin() as session:
+        ids = [
+            add_job(
+                session,
+                add_study(session, n),
+                JobState.DONE,
+                created=T0.replace(hour=n),
+                review_reasons=reasons,
+            ).id
+            for n, reasons in enumerate((REASONS, (), None))
+        ]
+    items = node.client.get("/api/jobs", headers=node.headers()).json()["items"]
+    verdicts = {j["id"]: (j["needs_review"], j["review_reasons"]) for j in items}
+    assert verdicts == {
+        ids[0]: (True, list(REASONS)),
+        ids[1]: (False, []),
+        ids[2]: (None, []),  # no model ran
+    }
+    detail = node.client.get(f"/api/jobs/{ids[0]}", headers=node.headers()).json()
+    assert (detail["job"]["needs_review"], detail["job"]["review_reasons"]) == (True, list(REASONS))
+
+
 @pytest.mark.parametrize(
     "params",
     [

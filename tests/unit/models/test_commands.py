@@ -57,9 +57,13 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert evaluate_command.main([*argv, "--json", str(metrics), "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert "mIoU (19 structures)" in printed and "retrieval R@1" in printed
+    assert "  chance R@1" in printed and "  all-absent baseline" in printed
+    assert "disc_bulge ECE" in printed and "flagged among failed" in printed
     result = json.loads(metrics.read_text())["tiny"]
     assert 0 <= result["miou"] <= 1 and result["studies"] == 1
     assert set(result["abnormalities"]) >= {"all", "disc_bulge"}
+    assert result["retrieval_chance"] == {"R@1": 1.0, "R@5": 1.0}
+    assert result["quality"]["studies"] == 1 and len(result["per_study"]) == 1
 
 
 def test_fine_tuning_the_abnormality_path_from_a_checkpoint(tmp_path: Path) -> None:

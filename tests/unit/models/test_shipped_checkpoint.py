@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from models.checkpoint import file_sha256
+from models.data.phantom import phantom_to_sample
 from models.inference import DEFAULT_CHECKPOINT, Predictor
+from models.phantom import PhantomConfig, generate_study
 from models.training.evaluate import phantom_samples, volumes_of
 
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped checkpoint")
@@ -65,3 +68,20 @@ def test_thread_count_and_warm_up_leave_the_prediction_unchanged() -> None:
         for level, scores in one.level_probabilities.items():
             assert scores == pytest.approx(other.level_probabilities[level], abs=1e-6)
     assert one.level_probabilities == warmed.level_probabilities
+
+
+def test_shipped_predictor_asks_for_review_where_the_coverage_defeats_it() -> None:
+    """Coverage ending 6-9 cm above the S1 endplate shows no sacrum and no L5: the level count
+    cannot anchor, so every such study must say "low confidence: review"; studies of the
+    training distribution must mostly pass."""
+    predictor = Predictor.load(device="cpu")
+    cut = replace(PhantomConfig.small(), sag_bottom_mm=(-90.0, -60.0))
+    for seed in (424242, 424243):
+        sample = phantom_to_sample(generate_study(seed, cut))
+        quality = predictor.predict(volumes_of(sample)).quality
+        assert quality.needs_review and quality.reasons
+    passed = [
+        not predictor.predict(volumes_of(sample)).quality.needs_review
+        for sample in phantom_samples([424242, 424243, 424244], "small")
+    ]
+    assert sum(passed) >= 2

@@ -197,8 +197,9 @@ def test_sample_cache_round_trip(tmp_path: Path, spine: Callable[..., np.ndarray
 
 def test_phantom_cache_built_in_worker_processes_matches_one_built_here(tmp_path: Path) -> None:
     seeds = range(11, 14)
-    here = load_cache(build_cache(seeds, tmp_path / "a", "small", 64, 2, None, False))
-    paths = build_cache(seeds, tmp_path / "b", "small", 64, 2, None, False, workers=2)
+    model = ModelConfig(img_size=64)
+    here = load_cache(build_cache(seeds, tmp_path / "a", "small", model, None, False))
+    paths = build_cache(seeds, tmp_path / "b", "small", model, None, False, workers=2)
     assert [p.name for p in paths] == ["11.npz", "12.npz", "13.npz"]
     for ours, theirs in zip(here, load_cache(paths), strict=True):
         assert ours.labels is not None and theirs.labels is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import pytest
 from pydicom.sr._concepts_dict import concepts
 
@@ -51,6 +53,18 @@ def test_no_invented_snomed_codes_for_findings() -> None:
     assert all(c.scheme_designator == codes.LOCAL_SCHEME for c in local)
     status = [codes.NOT_ANALYSED, codes.ANALYSIS_STATUS, codes.NOT_ANALYSED_REASON]
     values = [c.value for c in [*local, *status, codes.AI_SPINE_ANALYSIS]]
+    assert len(set(values)) == len(values)
+
+
+def test_local_code_values_are_never_reused() -> None:
+    local = [
+        value
+        for entry in vars(codes).values()
+        for value in (entry.values() if isinstance(entry, MappingProxyType) else [entry])
+        if isinstance(value, codes.CodedConcept) and value.scheme_designator == codes.LOCAL_SCHEME
+    ]
+    assert codes.LEVEL_CONFIDENCE in local and codes.REVIEW_REASON in local
+    values = [c.value for c in local]
     assert len(set(values)) == len(values)
 
 

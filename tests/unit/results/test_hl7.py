@@ -14,7 +14,14 @@ from pacs_node.hl7.addressing import Hl7Addressing
 from pacs_node.results import codes
 from pacs_node.results.hl7 import build_not_analysed_oru, build_oru, escape
 from pacs_node.results.identity import derive_control_id
-from pacs_node.results.inputs import LevelFinding, LevelMeasurement, ResultContext, ResultStatus
+from pacs_node.results.inputs import (
+    LevelConfidence,
+    LevelFinding,
+    LevelMeasurement,
+    ResultContext,
+    ResultStatus,
+    StudyQuality,
+)
 
 
 @pytest.fixture
@@ -87,6 +94,47 @@ def test_strict_round_trip_and_linking(header, findings, context) -> None:
     # Cranio-caudal order: L4/L5 rows come before L5/S1 rows.
     levels = [r[4] for r in rows if r[4]]
     assert levels.index("L5/S1") > max(i for i, v in enumerate(levels) if v == "L4/L5")
+
+
+def test_study_needing_review_and_level_confidences(header, findings, context) -> None:
+    reasons = ("only 3 of 5 lumbar discs found", "low confidence at L4/L5 (0.41) | check")
+    er7 = build_oru(
+        header,
+        findings,
+        [LevelMeasurement("L4/L5", "disc_height", 8.5, "mm")],
+        context=context,
+        confidences=[LevelConfidence("L4/L5", 0.41), LevelConfidence("L5/S1", 0.875)],
+        quality=StudyQuality(True, reasons),
+    ).to_er7()
+    _parse(er7)
+    rows = _obx_rows(er7)
+    assert [int(r[1]) for r in rows] == list(range(1, len(rows) + 1))
+    # Right after the Study Instance UID: the verdict, then the reasons.
+    verdict, because = rows[1], rows[2]
+    assert verdict[2:4] == ["CWE", "PN-QC-002^AI result quality check^99PACSNODE"]
+    assert verdict[5] == "PN-QC-003^Low confidence: review^99PACSNODE" and verdict[8] == ""
+    assert because[2] == "TX" and because[3].startswith("PN-QC-005^Reason for review^")
+    assert (
+        because[5] == "only 3 of 5 lumbar discs found; low confidence at L4/L5 (0.41) \\F\\ check"
+    )
+    # Each level's confidence: an NM row after the level's other rows, sub-ID the level.
+    confidence = [r for r in rows if r[3].startswith("PN-QC-001^")]
+    assert [(r[2], r[4], r[5], r[6]) for r in confidence] == [
+        ("NM", "L4/L5", "0.41", "1^no units^UCUM"),
+        ("NM", "L5/S1", "0.875", "1^no units^UCUM"),
+    ]
+    for row in confidence:
+        level_rows = [i for i, r in enumerate(rows) if r[4] == row[4]]
+        assert rows.index(row) == level_rows[-1]
+    impression = next(r for r in rows if r[3].startswith(codes.IMPRESSION.value))
+    assert impression[5].startswith("Low confidence: review (only 3 of 5 lumbar discs found; ")
+    passed = _obx_rows(
+        build_oru(header, findings, [], context=context, quality=StudyQuality(False)).to_er7()
+    )
+    assert passed[1][5] == "PN-QC-004^Quality check passed^99PACSNODE"
+    assert not [r for r in passed if r[3].startswith("PN-QC-005^")]
+    with pytest.raises(ValueError, match="no findings"):
+        build_oru(header, findings, [], context=context, confidences=[LevelConfidence("L1/L2", 1)])
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,14 @@ from pacs_node.results import codes
 from pacs_node.results.comparison import read_prior_report
 from pacs_node.results.inputs import (
     AI_LABEL,
+    LevelConfidence,
     LevelFinding,
     LevelMeasurement,
     LevelRegion,
     RegionShape,
     ResultContext,
     ResultStatus,
+    StudyQuality,
 )
 from pacs_node.results.seg import build_seg, segment_tracking_uid
 from pacs_node.results.sr import build_not_analysed_sr, build_sr
@@ -464,9 +466,134 @@ def test_invalid_inputs_are_rejected(t2_series, findings, algorithm, context) ->
         build_not_analysed_sr(t2_series.images[0], "  ", context=context)
 
 
+REVIEW = StudyQuality(True, ("only 3 of 5 lumbar discs found", "sacrum not in view"))
+CONFIDENCES = [
+    LevelConfidence("L4/L5", 0.934),
+    LevelConfidence("L5/S1", 0.612),
+    LevelConfidence("T9/T10", 0.25),
+]
+
+
+def _evaluations(sr: Dataset) -> list[tuple[str, str]]:
+    """(concept meaning, code value or text) of each "Qualitative Evaluations" item, in order."""
+    container = next(
+        i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "C0034375"
+    )
+    return [
+        (
+            i.ConceptNameCodeSequence[0].CodeMeaning,
+            i.TextValue if i.ValueType == "TEXT" else i.ConceptCodeSequence[0].CodeValue,
+        )
+        for i in container.ContentSequence
+    ]
+
+
+def test_study_needing_review_says_so_with_each_reason_and_levels_carry_confidence(
+    t2_series, findings, measurements, seg, regions, algorithm, context, tmp_path: Path, dciodvfy
+) -> None:
+    path = tmp_path / "review.dcm"
+    build_sr(
+        t2_series.images,
+        findings,
+        measurements,
+        algorithm=algorithm,
+        context=context,
+        segmentation=seg,
+        regions=regions,
+        confidences=CONFIDENCES,
+        quality=REVIEW,
+    ).save_as(path, enforce_file_format=True)
+    assert dciodvfy(path) == []
+    read, report = _report(hd.sr.srread(path))
+    items = _evaluations(read)
+    assert items[:4] == [
+        ("Impression", codes.IMAGING_RESULT_ABNORMAL.value),
+        ("AI result quality check", codes.NEEDS_REVIEW.value),
+        ("Reason for review", "only 3 of 5 lumbar discs found"),
+        ("Reason for review", "sacrum not in view"),
+    ]
+    summary = dict(items)["Summary"]
+    assert summary.startswith(
+        "Low confidence: review (only 3 of 5 lumbar discs found; sacrum not in view). L4/L5: "
+    )
+    # Each level's confidence sits with its findings: the segment's group, or the TID 1501 group
+    # of the level not localised.
+    groups = [
+        *report.get_volumetric_roi_measurement_groups(),
+        *levels_container_groups(read),
+    ]
+    confidences = {}
+    for group in groups:
+        (measurement,) = group.get_measurements(name=codes.LEVEL_CONFIDENCE)
+        assert measurement.unit == codes.NO_UNITS
+        confidences[group.tracking_identifier] = float(measurement.value)
+    assert confidences == {"L4/L5": 0.934, "L5/S1": 0.612, "T9/T10": 0.25}
+    assert all(not g.get_measurements() for g in report.get_planar_roi_measurement_groups())
+    dump = _dsrdump(path)
+    assert '(PN-QC-003,99PACSNODE,"Low confidence: review")' in dump
+
+
+def levels_container_groups(sr: Dataset) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
+    """The TID 1501 groups of the "Levels not localised on the images" container."""
+    (container,) = [
+        i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "PN-RPT-001"
+    ]
+    return [
+        hd.sr.MeasurementsAndQualitativeEvaluations.from_sequence([group])
+        for group in container.ContentSequence
+    ]
+
+
+def test_study_passing_the_quality_check_says_so_once(
+    t2_series, findings, algorithm, context, roundtrip: RoundTrip
+) -> None:
+    sr = build_sr(
+        t2_series.images,
+        findings,
+        [],
+        algorithm=algorithm,
+        context=context,
+        quality=StudyQuality(False),
+    )
+    items = _evaluations(roundtrip(sr))
+    assert [name for name, _ in items] == ["Impression", "AI result quality check", "Summary"]
+    assert items[1][1] == codes.QUALITY_PASSED.value
+    assert items[2][1].startswith("L4/L5: intervertebral disc protrusion")
+    without = _evaluations(
+        build_sr(t2_series.images, findings, [], algorithm=algorithm, context=context)
+    )
+    assert [name for name, _ in without] == ["Impression", "Summary"]
+
+
+def test_confidences_must_be_of_levels_reported_once(
+    t2_series, findings, algorithm, context
+) -> None:
+    for confidences, message in (
+        ([LevelConfidence("L1/L2", 0.9)], "no findings"),
+        ([LevelConfidence("L4/L5", 0.9), LevelConfidence("L4/L5", 0.8)], "more than one"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            build_sr(
+                t2_series.images,
+                findings,
+                [],
+                algorithm=algorithm,
+                context=context,
+                confidences=confidences,
+            )
+
+
 @pytest.mark.parametrize(
     "make",
     [
+        lambda: LevelConfidence("L6/S1", 0.5),
+        lambda: LevelConfidence("L4/L5", 1.01),
+        lambda: LevelConfidence("L4/L5", float("nan")),
+        lambda: StudyQuality(True),
+        lambda: StudyQuality(False, ("sacrum not in view",)),
+        lambda: StudyQuality(True, ("",)),
+        lambda: StudyQuality(True, ("two\nlines",)),
+        lambda: StudyQuality(True, ("x" * 201,)),
         lambda: LevelFinding("L6/S1", "disc_bulge", 0.5, True),
         lambda: LevelFinding("L4/L5", "stenosis", 0.5, True),
         lambda: LevelFinding("L4/L5", "disc_bulge", 1.5, True),

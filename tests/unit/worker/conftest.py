@@ -52,6 +52,18 @@ def assert_not_analysed_sr(data: bytes, source: Dataset, reason: str) -> None:
     assert texts["Summary"].startswith(f"Not analysed: {reason}.")
 
 
+@dataclass(frozen=True)
+class FakeQuality:
+    """The fields of ``models.quality.QualityCheck`` the pipeline reads."""
+
+    needs_review: bool = False
+    reasons: tuple[str, ...] = ()
+
+
+REVIEW = FakeQuality(True, ("only 3 of 5 lumbar discs found", "sacrum not in view"))
+"""A study check that asks for review."""
+
+
 @dataclass
 class FakePrediction:
     """The fields of ``models.inference.StudyPrediction`` the pipeline reads."""
@@ -60,6 +72,8 @@ class FakePrediction:
     level_probabilities: dict[str, dict[str, float]]
     level_calls: dict[str, dict[str, bool]]
     measurements: dict[str, dict[str, float]]
+    level_confidence: dict[str, float] = field(default_factory=dict)
+    quality: FakeQuality = FakeQuality()
     model_name: str = "fake-model"
     model_version: str = "1"
     config_hash: str = "c" * 16
@@ -68,12 +82,14 @@ class FakePrediction:
 
 @dataclass
 class FakePredictor:
-    """A predictor double: labels the truth label map of the SAG_T2 series, or raises."""
+    """A predictor double: labels the truth label map of the SAG_T2 series, or raises; its study
+    check passes unless given another ``quality``."""
 
     error: Exception | None = None
     calls: list[Mapping[str, Any]] = field(default_factory=list)
     during: Callable[[], None] | None = None
     checkpoint_sha256: str = "0" * 64
+    quality: FakeQuality = FakeQuality()
 
     def predict(self, volumes: Mapping[str, Any]) -> FakePrediction:
         self.calls.append(volumes)
@@ -93,6 +109,8 @@ class FakePredictor:
             level_probabilities={"L4/L5": {"disc_bulge": 0.8, "disc_protrusion": 0.1}},
             level_calls={"L4/L5": {k: k == keys[0] for k in keys}},
             measurements={"L4/L5": {"disc_height_mm": 4.0, "unknown_key": 1.0}},
+            level_confidence={"L4/L5": 0.87654},
+            quality=self.quality,
             checkpoint_sha256=self.checkpoint_sha256,
         )
 

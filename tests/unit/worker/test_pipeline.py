@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,14 @@ from pydicom.uid import Comprehensive3DSRStorage
 from models.labels import load_label_scheme
 from pacs_node.results import codes
 from pacs_node.results.identity import derive_control_id
-from pacs_node.results.inputs import RegionShape, ResultContext
+from pacs_node.results.inputs import RegionShape, ResultContext, StudyQuality
 from tests.helpers.dicom_factory import StudySpec, write_study
+from tests.unit.results.conftest import dciodvfy  # noqa: F401  (fixture)
 from tests.unit.worker.conftest import (
+    REVIEW,
     FakePrediction,
     FakePredictor,
+    FakeQuality,
     assert_not_analysed_sr,
     series_files,
 )
@@ -29,9 +32,11 @@ from worker.io import read_series
 from worker.phantom import WrittenStudy
 from worker.pipeline import (
     analyse_study,
+    confidences_of,
     findings_of,
     level_regions,
     measurements_of,
+    quality_of,
     report_not_analysed,
 )
 
@@ -113,7 +118,7 @@ def test_study_out_of_intended_use_gets_one_not_analysed_sr(tmp_path: Path) -> N
         StudySpec(seed=3, series=("T2 TSE SAG", "T2 TSE AX"), body_part="KNEE"), tmp_path
     )
     bundle = report_not_analysed(files, reason, CONTEXT)
-    assert bundle.algorithm is None and set(bundle.timings) == {"encode"}
+    assert bundle.algorithm is bundle.quality is None and set(bundle.timings) == {"encode"}
     (sr,) = bundle.results
     assert (sr.kind, sr.channel, sr.sop_class_uid) == ("sr", "dicom", Comprehensive3DSRStorage)
     assert_not_analysed_sr(sr.data, pydicom.dcmread(files[0]), reason)
@@ -142,6 +147,73 @@ def test_reported_values_carry_the_model_precision_not_fifteen_digits() -> None:
     (measurement,) = measurements_of(prediction)
     assert (finding.probability, finding.present) == (0.1235, True)
     assert (measurement.name, measurement.value, measurement.unit) == ("disc_height", 4.1, "mm")
+
+
+def test_a_study_the_model_doubts_is_marked_for_review_in_every_result(
+    phantom_study: WrittenStudy,
+    tmp_path: Path,
+    dciodvfy: Callable[[Path], list[str]],  # noqa: F811  (the fixture)
+) -> None:
+    bundle = analyse_study(series_files(phantom_study), FakePredictor(quality=REVIEW), CONTEXT)
+    assert bundle.quality == StudyQuality(True, REVIEW.reasons)
+    _, sr_result, oru = bundle.results
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(sr_result.data)
+    assert dciodvfy(path) == []
+    sr = pydicom.dcmread(path)
+    report = hd.sr.srread(path).content
+    (group,) = report.get_volumetric_roi_measurement_groups()
+    (confidence,) = group.get_measurements(name=codes.LEVEL_CONFIDENCE)
+    assert (group.tracking_identifier, confidence.value) == ("L4/L5", 0.877)
+    evaluations = next(
+        i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "C0034375"
+    ).ContentSequence
+    (verdict,) = [
+        i
+        for i in evaluations
+        if i.ConceptNameCodeSequence[0].CodeValue == codes.QUALITY_CHECK.value
+    ]
+    assert verdict.ConceptCodeSequence[0].CodeMeaning == "Low confidence: review"
+    reasons = [
+        i.TextValue
+        for i in evaluations
+        if i.ConceptNameCodeSequence[0].CodeValue == codes.REVIEW_REASON.value
+    ]
+    assert reasons == list(REVIEW.reasons)
+    rows = [r.split("|") for r in oru.data.decode().split("\r") if r.startswith("OBX")]
+    assert rows[1][5] == f"{codes.NEEDS_REVIEW.value}^Low confidence: review^99PACSNODE"
+    assert rows[2][5] == "only 3 of 5 lumbar discs found; sacrum not in view"
+    assert [(r[4], r[5]) for r in rows if r[3].startswith(codes.LEVEL_CONFIDENCE.value)] == [
+        ("L4/L5", "0.877")
+    ]
+    passed = analyse_study(series_files(phantom_study), FakePredictor(), CONTEXT)
+    assert passed.quality == StudyQuality(False)
+    assert b"Low confidence" not in passed.results[1].data + passed.results[2].data
+
+
+def test_confidences_and_quality_check_are_validated() -> None:
+    prediction = FakePrediction(
+        label_map=np.zeros((1, 2, 2), dtype=np.uint8),
+        level_probabilities={"L4/L5": {"disc_bulge": 0.5}},
+        level_calls={"L4/L5": {"disc_bulge": True}},
+        measurements={},
+        level_confidence={"L4/L5": 0.12345},
+    )
+    (confidence,) = confidences_of(prediction)
+    assert (confidence.level, confidence.confidence) == ("L4/L5", 0.123)
+    prediction.level_confidence = {"L4/L5": 0.9, "L5/S1": 0.9}
+    with pytest.raises(ValueError, match="not of the levels scored"):
+        confidences_of(prediction)
+    prediction.level_confidence = {"L4/L5": 1.5}
+    with pytest.raises(ValueError, match="outside"):
+        confidences_of(prediction)
+    assert quality_of(prediction) == StudyQuality(False)
+    prediction.quality = FakeQuality(False, ("sacrum not in view",))
+    with pytest.raises(ValueError, match="exactly when"):
+        quality_of(prediction)
+    prediction.quality = FakeQuality(True, ("x" * 201,))
+    with pytest.raises(ValueError, match="200"):
+        quality_of(prediction)
 
 
 class _LargestOnOneSlice(FakePredictor):

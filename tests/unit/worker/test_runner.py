@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs_node.config import Settings
-from pacs_node.db import migrate
+from pacs_node.db import migrate, queries
 from pacs_node.db.admin_actions import replay_deliveries
 from pacs_node.db.jobs import create_job
 from pacs_node.db.node_identity import read_node_identity
@@ -28,7 +28,12 @@ from pacs_node.results.inputs import ResultContext
 from pacs_node.results.sr import sr_uids
 from pacs_node.spool import Spool
 from tests.unit.dispatch.conftest import StoreSCP, store_scp  # noqa: F401  (fixture)
-from tests.unit.worker.conftest import FakePredictor, RecordingQueue, assert_not_analysed_sr
+from tests.unit.worker.conftest import (
+    REVIEW,
+    FakePredictor,
+    RecordingQueue,
+    assert_not_analysed_sr,
+)
 from worker.delivery import NOTHING_SENT
 from worker.phantom import WrittenStudy
 from worker.runner import JobRunner
@@ -130,6 +135,7 @@ def test_job_runs_to_done_and_retries_send_the_same_objects(
         job = session.get(Job, job_id)
         assert job is not None and job.state == "results_ready"
         assert (job.model_name, job.checkpoint_sha256) == ("fake-model", "0" * 64)
+        assert (job.needs_review, job.review_reasons) == (False, None)
         results = session.scalars(select(Result).order_by(Result.id)).all()
         assert [r.kind for r in results] == ["seg", "sr", "oru"]
         assert session.query(Delivery).count() == 3
@@ -253,6 +259,28 @@ def test_results_of_an_attempt_that_lost_its_lease_are_discarded(
         assert session.query(Result).count() == 0
 
 
+def test_the_quality_check_is_recorded_on_the_job_with_the_model(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    phantom_study: WrittenStudy,
+    store_scp: StoreSCP,  # noqa: F811
+    ris: MllpReceiver,
+) -> None:
+    predictor = FakePredictor(quality=REVIEW)
+    runner, _ = make_runner(sessions, tmp_path, store_scp.port, ris.port, predictor)
+    job_id = received_study(sessions, runner.spool, phantom_study)
+    assert runner.analyse(job_id)
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and (job.state, job.model_name) == ("results_ready", "fake-model")
+        assert job.needs_review is True
+        assert job.review_reasons == "only 3 of 5 lumbar discs found\nsacrum not in view"
+        detail = queries.job_detail(session, job_id)
+    assert detail is not None
+    assert detail.job.review_reasons == REVIEW.reasons
+    assert detail.events[-1].message == "results stored: seg, sr, oru; low confidence: review"
+
+
 def model_must_not_load() -> FakePredictor:
     raise AssertionError("the model was loaded for a study it does not analyse")
 
@@ -276,6 +304,7 @@ def test_skipped_study_sends_its_not_analysed_sr_once_and_ends_skipped(
         job = session.get(Job, job_id)
         assert job is not None
         assert (job.state, job.reason, job.model_name) == ("skipped", SKIP_REASON, None)
+        assert (job.needs_review, job.review_reasons) == (None, None)  # no model ran
         (result,) = session.scalars(select(Result)).all()
         deliveries = session.execute(select(Delivery.channel, Delivery.state)).all()
         events = session.scalars(

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 
 from pacs_node.db import migrate
@@ -69,7 +70,7 @@ def test_each_database_gets_its_own_node_identity_once(tmp_path: Path) -> None:
     kept = identity(first)
     migrate.upgrade(first)
     assert identity(first) == kept != identity(second)
-    assert migrate.current_revision(first) == migrate.current_revision(second) == "0007"
+    assert migrate.current_revision(first) == migrate.current_revision(second) == "0008"
 
 
 def test_db_commands_print_the_schema_revision_and_node_identity(
@@ -82,7 +83,7 @@ def test_db_commands_print_the_schema_revision_and_node_identity(
     checked = capsys.readouterr().out
     node_id = re.search(r"node identity ([0-9a-f]{32})", upgraded)
     assert node_id is not None and node_id.group(1) in checked
-    assert "revision 0007" in upgraded and "revision 0007" in checked
+    assert "revision 0008" in upgraded and "revision 0008" in checked
 
 
 def test_deliveries_recorded_by_address_take_their_destination_names(tmp_path: Path) -> None:
@@ -132,3 +133,46 @@ def test_deliveries_recorded_by_address_take_their_destination_names(tmp_path: P
         names = conn.execute(text("SELECT destination FROM deliveries ORDER BY id")).scalars()
         assert list(names) == ["PACS", "ARCHIVE", "PACS@other:104", "hl7"]
     engine.dispose()
+
+
+def test_quality_columns_are_added_and_dropped_in_place_on_sqlite(tmp_path: Path) -> None:
+    """Jobs referred to by other rows (foreign keys enforced) keep their rows both ways; jobs
+    from before the quality check have none (null: no verdict)."""
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    migrate.upgrade(url, "0007")
+    engine = make_engine(url)
+    t = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_instance_uid, status, first_received_at, "
+                "last_received_at, force_complete) VALUES (1, '1.2.3', 'complete', :t, :t, 0)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, study_id, version, state, retryable, attempts, created_at, "
+                "updated_at) VALUES (1, 1, 1, 'done', 0, 0, :t, :t)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO job_events (job_id, at, state, message, details) "
+                "VALUES (1, :t, 'done', 'done', '{}')"
+            ),
+            {"t": t},
+        )
+    migrate.upgrade(url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT needs_review, review_reasons FROM jobs")).one()
+        assert tuple(row) == (None, None)
+    command.downgrade(migrate.alembic_config(url), "0007")
+    with engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("jobs")}
+        assert conn.execute(text("SELECT count(*) FROM job_events")).scalar() == 1
+        assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+    engine.dispose()
+    assert "needs_review" not in columns and "review_reasons" not in columns
+    assert migrate.current_revision(url) == "0007"
