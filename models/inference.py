@@ -155,11 +155,9 @@ class Predictor:
             ref.pixel_spacing,
         ).astype(np.uint8)
         confidences, quality = self._assess(output.seg_logits, model_labels)
-        prediction = self._prediction(label_map, output.level_logits, output.level_valid, ref)
-        prediction.level_confidence = {
-            level: confidences.get(level, 0.0) for level in prediction.level_probabilities
-        }
-        prediction.quality = quality
+        prediction = self._prediction(
+            label_map, output.level_logits, output.level_valid, ref, confidences, quality
+        )
         return prediction, output
 
     def _assess(
@@ -217,6 +215,8 @@ class Predictor:
         level_logits: torch.Tensor,
         level_valid: torch.Tensor,
         ref: VolumeInput,
+        confidences: dict[str, float],
+        quality: QualityCheck,
     ) -> StudyPrediction:
         meta = self.meta
         probabilities = torch.sigmoid(level_logits).cpu().numpy()
@@ -247,6 +247,8 @@ class Predictor:
             model_version=meta.model_version,
             config_hash=meta.config_hash,
             checkpoint_sha256=self.checkpoint_sha256,
+            level_confidence={level: confidences.get(level, 0.0) for level in level_probabilities},
+            quality=quality,
         )
 
 

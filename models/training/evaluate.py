@@ -32,13 +32,13 @@ from models.metrics import (
 )
 from models.network import LumbarNet, StudyOutput
 from models.phantom import generate_study
+from models.quality import LUMBAR_DISCS, SACRUM
 from models.text_encoder import TextEncoder
 from models.training.cache import phantom_config
 from models.volume import VolumeInput
 
 #: Lumbar vertebrae (the sacrum included) and discs, the structures the lumbar metrics cover.
-LUMBAR_VERTEBRAE = ("L1", "L2", "L3", "L4", "L5", "S")
-LUMBAR_DISCS = ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1")
+LUMBAR_VERTEBRAE = ("L1", "L2", "L3", "L4", "L5", SACRUM)
 LUMBAR_STRUCTURES = LUMBAR_VERTEBRAE + LUMBAR_DISCS
 
 #: A study failed when its mIoU is below FAILED_MIOU or a lumbar vertebra's IoU is below

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from pacs_node.db import migrate
 from pacs_node.db.node_identity import read_node_identity
@@ -86,26 +86,31 @@ def test_db_commands_print_the_schema_revision_and_node_identity(
     assert "revision 0008" in upgraded and "revision 0008" in checked
 
 
+def _insert_done_job(conn: Connection, t: str) -> None:
+    """Study 1 with its job 1, done, as raw rows (no ORM: the schema is an older revision)."""
+    conn.execute(
+        text(
+            "INSERT INTO studies (id, study_instance_uid, status, first_received_at, "
+            "last_received_at, force_complete) VALUES (1, '1.2.3', 'complete', :t, :t, 0)"
+        ),
+        {"t": t},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO jobs (id, study_id, version, state, retryable, attempts, created_at, "
+            "updated_at) VALUES (1, 1, 1, 'done', 0, 0, :t, :t)"
+        ),
+        {"t": t},
+    )
+
+
 def test_deliveries_recorded_by_address_take_their_destination_names(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'node.db'}"
     migrate.upgrade(url, "0003")
     engine = make_engine(url)
     t = "2026-01-01 00:00:00"
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO studies (id, study_instance_uid, status, first_received_at, "
-                "last_received_at, force_complete) VALUES (1, '1.2.3', 'complete', :t, :t, 0)"
-            ),
-            {"t": t},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO jobs (id, study_id, version, state, retryable, attempts, created_at, "
-                "updated_at) VALUES (1, 1, 1, 'done', 0, 0, :t, :t)"
-            ),
-            {"t": t},
-        )
+        _insert_done_job(conn, t)
         for result_id, kind in ((1, "sr"), (2, "oru")):
             conn.execute(
                 text(
@@ -143,20 +148,7 @@ def test_quality_columns_are_added_and_dropped_in_place_on_sqlite(tmp_path: Path
     engine = make_engine(url)
     t = "2026-01-01 00:00:00"
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO studies (id, study_instance_uid, status, first_received_at, "
-                "last_received_at, force_complete) VALUES (1, '1.2.3', 'complete', :t, :t, 0)"
-            ),
-            {"t": t},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO jobs (id, study_id, version, state, retryable, attempts, created_at, "
-                "updated_at) VALUES (1, 1, 1, 'done', 0, 0, :t, :t)"
-            ),
-            {"t": t},
-        )
+        _insert_done_job(conn, t)
         conn.execute(
             text(
                 "INSERT INTO job_events (job_id, at, state, message, details) "
