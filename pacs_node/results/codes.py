@@ -160,6 +160,13 @@ UNLOCALISED_LEVELS: Final = _local("PN-RPT-001", "Levels not localised on the im
 DISC_HEIGHT_METHOD: Final = _local("PN-MTH-001", "Disc height from the AI segmentation")
 """Measurement method of the disc height: measured on the model's disc segment."""
 
+SOURCE_IMAGE_FOR_PROCESSING: Final = _dcm("121322", "Source image for image processing operation")
+"""Purpose of reference of a SEG frame's source image (CID 7202)."""
+SEGMENTATION_DERIVATION: Final = _dcm("113076", "Segmentation")
+"""How a SEG frame derives from its source image (CID 7203)."""
+BACKGROUND: Final = _dcm("125040", "Background")
+"""Category and type of the background segment of a label map SEG."""
+
 STUDY_INSTANCE_UID: Final = _dcm("110180", "Study Instance UID")
 AI_SPINE_ANALYSIS: Final = _local("PN-SVC-001", "AI lumbar spine MRI analysis")
 """HL7 OBR-4 universal service identifier of the node's result."""

@@ -1,27 +1,42 @@
-"""DICOM Segmentation (highdicom) of the analysed sagittal series.
+"""DICOM Segmentation of the analysed sagittal series, as highdicom's ``Segmentation`` writes it.
 
 One segment per structure the model found, coded with SNOMED CT anatomy, algorithm identification
 (model name, version, checkpoint hash) and references to the exact source instances and their frame
 of reference, so a viewer overlays it on the source series. Empty frames are omitted. Identity and
 dates come from the job, so a rebuilt SEG is byte-identical.
+
+The data set is assembled here and in :mod:`pacs_node.results.seg_frames` rather than by
+highdicom's constructor, which spends most of a SEG's time on per-frame data sets; the result is
+still a :class:`highdicom.seg.Segmentation` (see :class:`_IndexedOnUse`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, Final, SupportsIndex, cast
 
 import highdicom as hd
 import numpy as np
-from pydicom import Dataset
+from pydicom import DataElement, Dataset
+from pydicom.uid import ExplicitVRLittleEndian, SegmentationStorage
 
 from pacs_node.results import codes
 from pacs_node.results.identity import derive_uid
 from pacs_node.results.inputs import AI_LABEL, AlgorithmInfo, ResultContext, SegmentationType
 from pacs_node.results.palette import structure_colour
-from pacs_node.results.source import ordered_series, present_structures, with_type2_attributes
-from pacs_node.results.stamp import pin_creation, pin_dimension_organization
+from pacs_node.results.seg_frames import add_frames
+from pacs_node.results.source import (
+    named_structures,
+    ordered_series,
+    structure_rows,
+    with_type2_attributes,
+)
+from pacs_node.results.stamp import pin_creation
 
 CONTENT_LABEL = "AI_SPINE_SEG"
+
+LABEL_MAP_SEGMENTATION_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.66.7"
+"""SOP Class UID of a label map SEG (Sup 243)."""
 
 
 def segment_tracking_uid(context: ResultContext, structure: str) -> str:
@@ -93,8 +108,9 @@ def build_seg(
         segmentation_type: ``"binary"`` (a bit plane per segment) or ``"labelmap"``.
 
     Returns:
-        The Segmentation; segments are numbered 1..n over the structures found, in label-value
-        order, and labelled with the structure name.
+        The Segmentation (highdicom's frame index is built on first use, see
+        :class:`_IndexedOnUse`); segments are numbered 1..n over the structures found, in
+        label-value order, and labelled with the structure name.
 
     Raises:
         ValueError: if the inputs are inconsistent (see :func:`ordered_series`), a structure name
@@ -102,46 +118,159 @@ def build_seg(
     """
     seg_type = SegmentationType(segmentation_type)
     images, labels = ordered_series(source_images, label_map)
-    found = present_structures(labels, structure_values)
-    if not found:
+    located = structure_rows(labels, structure_values)
+    if not located:
         raise ValueError("no structure is present in label_map: there is nothing to segment")
-    lookup = np.zeros(int(max(labels.max(), max(v for _, v in found))) + 1, dtype=np.uint8)
-    for number, (_, value) in enumerate(found, start=1):
-        lookup[value] = number
-    segment_numbers = lookup[np.clip(labels, 0, None)]
+    found = named_structures(located, structure_values)
     algorithm_sequence = algorithm_identification(algorithm)
     descriptions = [
         _segment_description(number, name, value, algorithm_sequence, context)
         for number, (name, value) in enumerate(found, start=1)
     ]
     series_uid, sop_uid = seg_uids(context, str(images[0].SeriesInstanceUID), seg_type)
-    seg = hd.seg.Segmentation(
-        source_images=[with_type2_attributes(images[0]), *images[1:]],
-        pixel_array=segment_numbers,
-        segmentation_type=(
-            hd.seg.SegmentationTypeValues.BINARY
-            if seg_type is SegmentationType.BINARY
-            else hd.seg.SegmentationTypeValues.LABELMAP
+    sources = [with_type2_attributes(images[0]), *images[1:]]
+    binary = seg_type is SegmentationType.BINARY
+    seg = _seg_header(sources, binary, series_uid, sop_uid, context)
+    seg.SegmentSequence = descriptions if binary else [_background(descriptions[0]), *descriptions]
+    add_frames(
+        seg,
+        sources,
+        labels,
+        located,
+        {value: number for number, (_, value) in enumerate(found, start=1)},
+        binary=binary,
+        dimension_organization_uid=derive_uid(
+            context.job_key, f"dim/{sop_uid}", prefix=context.uid_prefix
         ),
-        segment_descriptions=descriptions,
+    )
+    pin_creation(seg, context)
+    seg.__class__ = _IndexedOnUse
+    return cast(_IndexedOnUse, seg)
+
+
+def _seg_header(
+    sources: Sequence[Dataset], binary: bool, series_uid: str, sop_uid: str, context: ResultContext
+) -> hd.SOPClass:
+    """Every module of the SEG but its segments and frames, as highdicom's ``Segmentation`` writes
+    them from ``sources`` (patient, study, series, equipment, references, image pixel)."""
+    source = sources[0]
+    seg = hd.SOPClass(
+        study_instance_uid=source.StudyInstanceUID,
         series_instance_uid=series_uid,
         series_number=context.seg_series_number,
         sop_instance_uid=sop_uid,
+        sop_class_uid=SegmentationStorage if binary else LABEL_MAP_SEGMENTATION_STORAGE,
         instance_number=1,
+        modality="SEG",
         manufacturer=context.manufacturer,
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        patient_id=source.PatientID,
+        patient_name=source.PatientName,
+        patient_birth_date=source.PatientBirthDate,
+        patient_sex=source.PatientSex,
+        accession_number=source.AccessionNumber,
+        study_id=source.StudyID,
+        study_date=source.StudyDate,
+        study_time=source.StudyTime,
+        referring_physician_name=source.get("ReferringPhysicianName"),
         manufacturer_model_name=context.model_name,
-        software_versions=context.software_version,
         device_serial_number=context.device_serial_number,
-        content_description=AI_LABEL,
-        content_label=CONTENT_LABEL,
+        software_versions=context.software_version,
+        specific_character_set=source.get("SpecificCharacterSet"),
         series_description=f"AI spine SEG - {AI_LABEL}"[:64],
         institution_name=context.institution_name,
         content_date=context.created.date(),
         content_time=context.created.time(),
-        omit_empty_frames=True,
     )
-    pin_creation(seg, context)
-    pin_dimension_organization(
-        seg, derive_uid(context.job_key, f"dim/{sop_uid}", prefix=context.uid_prefix)
-    )
+    seg.copy_specimen_information(source)
+    seg.copy_patient_and_study_information(source)
+    seg.ContributingEquipmentSequence = _contributing_equipment(source)
+    seg.SegmentationType = "BINARY" if binary else "LABELMAP"
+    seg.ContentLabel = CONTENT_LABEL
+    seg.ContentDescription = AI_LABEL
+    seg.SegmentsOverlap = "NO"
+    seg.FrameOfReferenceUID = source.FrameOfReferenceUID
+    seg.PositionReferenceIndicator = source.get("PositionReferenceIndicator")
+    seg.ImageType = ["DERIVED", "PRIMARY"]
+    seg.PresentationLUTShape = "IDENTITY"
+    seg.LossyImageCompression = source.get("LossyImageCompression", "00")
+    if seg.LossyImageCompression == "01":
+        for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
+            if keyword in source:
+                seg[keyword] = source[keyword]
+    bits = 1 if binary else 8
+    seg.SamplesPerPixel, seg.PhotometricInterpretation = 1, "MONOCHROME2"
+    seg.BitsAllocated = seg.BitsStored = bits
+    seg.HighBit, seg.PixelRepresentation = bits - 1, 0
+    seg.Rows, seg.Columns = source.Rows, source.Columns
+    if not binary:
+        seg.add(DataElement(0x00280120, "US", 0))  # Pixel Padding Value
+    _add_source_references(seg, sources)
     return seg
+
+
+def _contributing_equipment(source: Dataset) -> list[hd.ContributingEquipment]:
+    """The source's acquisition equipment (when it names a manufacturer), then highdicom."""
+    library = hd.ContributingEquipment.for_highdicom()
+    try:
+        acquisition = hd.ContributingEquipment.for_image_acquisition(source)
+    except (AttributeError, TypeError, ValueError):  # highdicom, too, then leaves it out
+        return [library]
+    return [acquisition, library]
+
+
+def _add_source_references(seg: Dataset, sources: Sequence[Dataset]) -> None:
+    """Source Image Sequence and Referenced Series Sequence: every source instance."""
+    references = []
+    for source in sources:
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = source.SOPClassUID
+        reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+        references.append(reference)
+    seg.SourceImageSequence = references
+    series = Dataset()
+    series.SeriesInstanceUID = sources[0].SeriesInstanceUID
+    series.ReferencedInstanceSequence = references
+    seg.ReferencedSeriesSequence = [series]
+
+
+def _background(first: hd.seg.SegmentDescription) -> hd.seg.SegmentDescription:
+    """The background segment (number 0) a label map SEG lists first, as highdicom writes it."""
+    background = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="Background",
+        segmented_property_category=codes.BACKGROUND,
+        segmented_property_type=codes.BACKGROUND,
+        algorithm_type=first.SegmentAlgorithmType,
+        algorithm_identification=first.SegmentationAlgorithmIdentificationSequence,
+        display_color=hd.color.CIELabColor(0.0, 0.0, 0.0),
+    )
+    background.SegmentNumber = 0
+    del background.SegmentationAlgorithmIdentificationSequence
+    return background
+
+
+class _IndexedOnUse(hd.seg.Segmentation):
+    """A Segmentation whose highdicom frame index is built on first use.
+
+    Wrapping a data set, highdicom indexes every frame in private attributes (about 0.3 s for 900
+    frames, most of it parsing the per-frame items); writing the SEG or referencing it from an SR
+    never needs that index. The first look-up of a private attribute the object lacks, or a copy,
+    completes :meth:`highdicom.seg.Segmentation.from_dataset` in place, which turns the object
+    into a plain :class:`highdicom.seg.Segmentation`.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") and not name.startswith("__") and name != "_dict":
+            self._index()
+            return getattr(self, name)
+        return super().__getattr__(name)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        """Pickle and copy as a plain Segmentation (highdicom's state includes the index)."""
+        self._index()
+        return self.__reduce_ex__(protocol)
+
+    def _index(self) -> None:
+        self.__class__ = hd.seg.Segmentation  # type: ignore[assignment]  # no longer lazy
+        hd.seg.Segmentation.from_dataset(self, copy=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pydicom import Dataset
@@ -75,8 +76,8 @@ def ordered_series(
         the result does not depend on the order the instances arrived in.
 
     Raises:
-        ValueError: if the series is empty, mixes series, frames of reference or orientations,
-            lacks geometry, or the label map does not match it in shape or type.
+        ValueError: if the series is empty, mixes studies, series, frames of reference or
+            orientations, lacks geometry, or the label map does not match it in shape or type.
     """
     if len(source_images) == 0:
         raise ValueError("source_images is empty")
@@ -85,7 +86,13 @@ def ordered_series(
         if missing:
             raise ValueError(f"source image lacks {', '.join(missing)}")
     first = source_images[0]
-    for keyword in ("SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns"):
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+        "Rows",
+        "Columns",
+    ):
         if len({str(image[keyword].value) for image in source_images}) != 1:
             raise ValueError(f"source images differ in {keyword}")
     normal = _slice_normal(first)
@@ -108,10 +115,42 @@ def ordered_series(
     return [source_images[i] for i in order], label_map[order]
 
 
-def present_structures(
+@dataclass(frozen=True)
+class StructureRows:
+    """Where one label value lies on one slice: every voxel of it is in rows ``top`` to ``bottom``
+    (exclusive) of slice ``index``."""
+
+    index: int
+    value: int
+    top: int
+    bottom: int
+
+
+def _row_bounds(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice and row, the smallest positive label and the largest label: a row can only hold
+    the values between the two (none at all where the largest is not positive)."""
+    largest = label_map.max(axis=2)
+    if label_map.dtype == np.uint8:
+        # 0 - 1 wraps to 255, so the minimum skips the background; an empty row wraps back to 0.
+        return (label_map - np.uint8(1)).min(axis=2) + np.uint8(1), largest
+    positive = np.where(label_map > 0, label_map, np.iinfo(label_map.dtype).max)
+    return positive.min(axis=2), largest
+
+
+def structure_rows(
     label_map: np.ndarray, structure_values: Mapping[str, int]
-) -> list[tuple[str, int]]:
-    """Return the ``(name, value)`` pairs that have at least one voxel, ordered by value.
+) -> list[StructureRows]:
+    """Locate every structure on every slice in a few passes over ``label_map``.
+
+    Per-row bounds narrow each (slice, value) pair down to a band of rows, and only that band is
+    compared with the value.
+
+    Args:
+        label_map: Integer array (slices, rows, cols).
+        structure_values: Structure name -> label value.
+
+    Returns:
+        One entry per (slice, value) pair with at least one voxel, by value, then by slice.
 
     Raises:
         ValueError: if two names share a value or a value is not positive.
@@ -121,7 +160,34 @@ def present_structures(
         raise ValueError("structure_values maps two names to one value")
     if any(v <= 0 for v in values):
         raise ValueError("structure values must be positive (0 is background)")
-    found = set(np.unique(label_map).tolist())
+    smallest, largest = _row_bounds(label_map)
+    located = []
+    for value in sorted(values):
+        candidate = (smallest <= value) & (value <= largest)
+        for index in np.flatnonzero(candidate.any(axis=1)).tolist():
+            rows = np.flatnonzero(candidate[index])
+            top, bottom = int(rows[0]), int(rows[-1]) + 1
+            if (label_map[index, top:bottom] == value).any():
+                located.append(StructureRows(index, value, top, bottom))
+    return located
+
+
+def present_structures(
+    label_map: np.ndarray, structure_values: Mapping[str, int]
+) -> list[tuple[str, int]]:
+    """Return the ``(name, value)`` pairs that have at least one voxel, ordered by value.
+
+    Raises:
+        ValueError: if two names share a value or a value is not positive.
+    """
+    return named_structures(structure_rows(label_map, structure_values), structure_values)
+
+
+def named_structures(
+    located: Sequence[StructureRows], structure_values: Mapping[str, int]
+) -> list[tuple[str, int]]:
+    """The ``(name, value)`` pairs of the values in ``located``, ordered by value."""
+    found = {rows.value for rows in located}
     return sorted(
         ((name, value) for name, value in structure_values.items() if value in found),
         key=lambda item: item[1],

@@ -1,4 +1,4 @@
-"""Replace the wall-clock times and random UIDs highdicom writes with values from the job."""
+"""Replace the wall-clock times highdicom writes with the job's result time."""
 
 from __future__ import annotations
 
@@ -22,11 +22,3 @@ def pin_creation(dataset: Dataset, context: ResultContext) -> None:
     if "DateOfSecondaryCapture" in dataset:
         dataset.DateOfSecondaryCapture = DA(context.created.date())
         dataset.TimeOfSecondaryCapture = TM(context.created.time())
-
-
-def pin_dimension_organization(dataset: Dataset, uid: str) -> None:
-    """Replace the random Dimension Organization UID of a multi-frame image with ``uid``."""
-    for item in dataset.get("DimensionOrganizationSequence", []):
-        item.DimensionOrganizationUID = uid
-    for item in dataset.get("DimensionIndexSequence", []):
-        item.DimensionOrganizationUID = uid

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import io
+import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,6 +194,42 @@ def test_rebuild_is_byte_identical_and_uids_derive_from_job(
         segmentation_type="labelmap",
     )
     assert labelmap.SOPInstanceUID != first.SOPInstanceUID
+
+
+def test_rebuild_in_another_process_is_byte_identical(
+    t2_series, structure_values, algorithm, context, tmp_path: Path
+) -> None:
+    """A retry runs in a new process (another hash seed): it must write the same bytes."""
+    inputs = tmp_path / "inputs.pickle"
+    inputs.write_bytes(
+        pickle.dumps((t2_series.images, t2_series.label_map, structure_values, algorithm, context))
+    )
+    script = (
+        "import io, pathlib, pickle, sys\n"
+        "from pacs_node.results.seg import build_seg\n"
+        "images, labels, values, algorithm, context = pickle.loads(\n"
+        "    pathlib.Path(sys.argv[1]).read_bytes()\n"
+        ")\n"
+        "seg = build_seg(images, labels, values, algorithm=algorithm, context=context)\n"
+        "buffer = io.BytesIO()\n"
+        "seg.save_as(buffer, enforce_file_format=True)\n"
+        "sys.stdout.buffer.write(buffer.getvalue())\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(inputs)],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).parents[3],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
+    here = build_seg(
+        t2_series.images,
+        t2_series.label_map,
+        structure_values,
+        algorithm=algorithm,
+        context=context,
+    )
+    assert run.stdout == _encoded(here)
 
 
 def test_patient_and_study_carry_over_and_nothing_else_leaks(
