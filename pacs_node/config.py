@@ -98,6 +98,7 @@ _AT_LEAST = {
     "max_pdu_size": 0,
     "min_free_bytes": 0,
     "max_associations": 1,
+    "scp_processes": 1,
 }
 _NOT_EMPTY = ("host", "api_host", "database_url", "broker_url")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -167,6 +168,8 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     max_associations: int = 16
+    # Processes accepting DICOM associations on the port (the kernel spreads connections).
+    scp_processes: int = 1
     # Seconds of silence before an association (or a connection that never speaks) is dropped.
     network_timeout: float = 60.0
     acse_timeout: float = 30.0

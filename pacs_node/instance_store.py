@@ -13,9 +13,14 @@ opens a study (:mod:`pacs_node.origin`).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
-import threading
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 
 from pacs_node.db.ledger import HeldCopy, InstanceLedger, InstanceRecord
 from pacs_node.domain import InstanceOrigin
@@ -23,6 +28,8 @@ from pacs_node.errors import ConflictingInstanceError
 from pacs_node.spool import Spool
 
 LOCK_STRIPES = 64
+LOCK_FOLDER = ".locks"
+"""The spool's folder of stripe lock files (not a study: not a UID)."""
 
 
 class StoreOutcome(StrEnum):
@@ -44,15 +51,46 @@ class Stored:
     origin: InstanceOrigin
 
 
+class StripeLocks:
+    """One lock per stripe of SOP Instance UIDs, held across threads and the node's processes:
+    the check, write and record of one UID happen together, so two copies arriving at once (on
+    two associations, or C-STORE and STOW-RS, in one process or two) cannot overwrite each other.
+
+    A stripe is an ``flock`` on a file in the spool, opened for each hold: two opens exclude
+    each other whether they are in one process or two, and closing releases the lock.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    @contextmanager
+    def holding(self, key: str) -> Iterator[None]:
+        """Hold the stripe of ``key``."""
+        stripe = zlib.crc32(key.encode()) % LOCK_STRIPES  # the same in every process
+        fd = self._open(self._folder / f"{stripe}.lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _open(self, path: Path) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            return os.open(path, flags, 0o640)
+        except FileNotFoundError:  # the first hold: the folder is made when first needed
+            self._folder.mkdir(exist_ok=True)
+            return os.open(path, flags, 0o640)
+
+
 class InstanceStore:
-    """Writes and records received instances; one per SCP (or other receiving endpoint)."""
+    """Writes and records received instances; one per process, shared by its receiving
+    endpoints (SCP, STOW-RS)."""
 
     def __init__(self, spool: Spool, ledger: InstanceLedger) -> None:
         self._spool = spool
         self._ledger = ledger
-        # One lock per stripe of SOP Instance UIDs: the check, write and record of one UID
-        # happen together, so two copies arriving at once cannot overwrite each other.
-        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._locks = StripeLocks(spool.root / LOCK_FOLDER)
 
     def store(self, record: InstanceRecord, data: bytes) -> Stored:
         """Store ``data`` (the encoded instance) described by ``record``.
@@ -70,7 +108,7 @@ class InstanceStore:
             record, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
         )
         record = self._recognised(record)
-        with self._locks[hash(record.sop_instance_uid) % LOCK_STRIPES]:
+        with self._locks.holding(record.sop_instance_uid):
             held = self._ledger.held_copy(record.sop_instance_uid)
             if held is None:
                 self._write_and_record(record, data)

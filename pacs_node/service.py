@@ -28,6 +28,7 @@ from pacs_node.instance_store import InstanceStore
 from pacs_node.queue import CeleryJobQueue, WorkQueue
 from pacs_node.reconciler import Reconciler
 from pacs_node.scp.server import RunningSCP, start_scp
+from pacs_node.scp_processes import ScpProcesses
 from pacs_node.spool import Spool
 
 LOG = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class EdgeService:
     api: ApiServer
     queue: ServiceQueue
     reconciler: Reconciler
+    extra_scps: ScpProcesses | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -143,12 +145,24 @@ class EdgeService:
         try:
             # Storage commitment reports settle deliveries, then wake their jobs.
             commitments = CommitmentLedger(sessions, policy, queue.enqueue_delivery)
-            scp = start_scp(settings, spool, ledger, commitments, store)
+            shared = settings.scp_processes > 1
+            scp = start_scp(settings, spool, ledger, commitments, store, shared_port=shared)
         except Exception:
             api.stop()
             queue.stop()
             raise
-        service = cls(settings, engine, scp, assembler, api, queue, reconciler)
+        try:
+            extra = (
+                ScpProcesses.start(settings, scp.port, settings.scp_processes - 1)
+                if shared
+                else None
+            )
+        except Exception:
+            scp.stop()
+            api.stop()
+            queue.stop()
+            raise
+        service = cls(settings, engine, scp, assembler, api, queue, reconciler, extra)
         service._every(ASSEMBLY_INTERVAL_SECONDS, assembler.tick, "assembly")
         service._every(policy.reconcile_interval_seconds, reconciler.tick, "reconciler")
         LOG.info("listening as %s on %s:%d", settings.ae_title, settings.host, scp.port)
@@ -172,6 +186,8 @@ class EdgeService:
         for thread in self._threads:
             thread.join(timeout=10)
         self.api.stop()
+        if self.extra_scps is not None:
+            self.extra_scps.stop()
         self.scp.stop()
         self.queue.stop()
         self.engine.dispose()

@@ -1,8 +1,11 @@
 """The spool: received instances on disk as ``<root>/<study>/<series>/<sop>.dcm``.
 
 Every path component is a validated DICOM UID, so nothing from outside can steer a write out of
-the spool. Writes are atomic and durable: temporary file in the target folder, fsync, rename,
-fsync of the folder. A reader never sees a half-written instance.
+the spool. Writes are atomic and durable: a temporary file in the target folder, renamed into
+place, then the file and its folder fsynced. A reader never sees a half-written file. Received
+instances share their fsyncs between threads (:class:`SyncGroup`, a group commit); an
+instance counts once its ledger row is committed, after the fsyncs, so a crash between the
+rename and the fsync leaves a file without a row, which the next copy replaces.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacs_node.errors import SpoolFullError
@@ -25,6 +29,69 @@ class StoredFile:
     size_bytes: int
 
 
+@dataclass
+class _Round:
+    """One round of a :class:`SyncGroup`: the files and folders it syncs, and how it ended."""
+
+    files: list[int] = field(default_factory=list)
+    folders: set[Path] = field(default_factory=set)
+    done: bool = False
+    error: OSError | None = None
+
+    def flush(self) -> None:
+        try:
+            for fd in self.files:
+                os.fsync(fd)
+            for folder in sorted(self.folders):
+                _fsync_directory(folder)
+        except OSError as exc:
+            self.error = exc
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise OSError(self.error.errno, self.error.strerror)
+
+
+class SyncGroup:
+    """Group commit of fsyncs: the threads that need a file and its folder on disk at the same
+    time share one round. A thread that arrives while a round runs queues for the next, which
+    one of the queued threads then runs for all of them: each file is fsynced, each folder
+    once. A writer alone pays what it always did, a file and a folder fsync."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._collecting = _Round()
+        self._running = False
+
+    def sync(self, fd: int, folder: Path) -> None:
+        """Return once the open file ``fd`` and ``folder`` are fsynced.
+
+        Raises:
+            OSError: if an fsync of its round failed.
+        """
+        with self._changed:
+            round_ = self._collecting
+            round_.files.append(fd)
+            round_.folders.add(folder)
+            while not round_.done:
+                if not self._running and round_ is self._collecting:
+                    self._running = True
+                    self._collecting = _Round()
+                    break
+                self._changed.wait()
+            else:
+                round_.raise_error()
+                return
+        try:
+            round_.flush()
+        finally:
+            with self._changed:
+                round_.done = True
+                self._running = False
+                self._changed.notify_all()
+        round_.raise_error()
+
+
 class Spool:
     """A folder of received instances with a free-space watermark."""
 
@@ -32,6 +99,7 @@ class Spool:
         self.root = Path(root).resolve()
         self.min_free_bytes = min_free_bytes
         self.root.mkdir(parents=True, exist_ok=True)
+        self._syncs = SyncGroup()
 
     def relative_path(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         """The spool-relative path of an instance.
@@ -87,35 +155,38 @@ class Spool:
     def write_instance(
         self, study_uid: str, series_uid: str, sop_uid: str, data: bytes
     ) -> StoredFile:
-        """Write one encoded instance atomically and durably.
+        """Write one encoded instance atomically and durably (fsyncs shared with the other
+        threads writing at the same time).
 
         Raises:
             InvalidIdentifierError: if a UID is invalid.
             SpoolFullError: if free space is below the watermark.
-            OSError: if the disk write fails (nothing is left half-written).
+            OSError: if the disk write fails (no half-written file under the target's name).
         """
         relative = self.relative_path(study_uid, series_uid, sop_uid)
         self.check_space(len(data))
         target = self.path_of(relative)
-        atomic_write(target, data)
+        fd = _write_in_place(target, data)
+        try:
+            self._syncs.sync(fd, target.parent)
+        finally:
+            os.close(fd)
         return StoredFile(relative, len(data))
 
 
 def atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a temporary file, fsync and rename.
+    """Write ``data`` to ``target`` via a temporary file, fsync and rename, then fsync the
+    folder.
 
     Raises:
         OSError: if the write fails; the temporary file is removed.
     """
     _make_directories(target.parent)
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    temporary = _temporary_name(target)
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -124,6 +195,37 @@ def atomic_write(target: Path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
         raise
     _fsync_directory(target.parent)
+
+
+def _write_in_place(target: Path, data: bytes) -> int:
+    """Write ``data`` to a temporary file renamed to ``target``, not yet synced; return the
+    open file for the caller to sync and close.
+
+    Raises:
+        OSError: if the write fails; the temporary file is removed.
+    """
+    _make_directories(target.parent)
+    temporary = _temporary_name(target)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    try:
+        _write_all(fd, data)
+        temporary.replace(target)
+    except BaseException:
+        os.close(fd)
+        temporary.unlink(missing_ok=True)
+        raise
+    return fd
+
+
+def _temporary_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _make_directories(directory: Path) -> None:

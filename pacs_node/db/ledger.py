@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,6 +63,37 @@ class RecordOutcome(StrEnum):
     REPEATED = "repeated"
 
 
+# The statements of the C-STORE path, built once: building one per instance (coercing its
+# clauses, generating its cache key) cost more than running it.
+_HELD_COPY = (
+    select(
+        Instance.id,
+        Study.study_instance_uid,
+        Series.series_instance_uid,
+        Instance.path,
+        Instance.sha256,
+    )
+    .join(Series, Series.id == Instance.series_id)
+    .join(Study, Study.id == Series.study_id)
+    .where(Instance.sop_instance_uid == bindparam("p_sop"))
+)
+_HELD_INSTANCE = select(Instance.id, Instance.series_id).where(
+    Instance.sop_instance_uid == bindparam("p_sop")
+)
+_INSERT_INSTANCE = insert(Instance).returning(Instance.id)
+_NEW_INSTANCE_IN_STUDY = (
+    update(Study)
+    .where(Study.id == bindparam("p_study_id"))
+    .values(
+        status=StudyStatus.RECEIVING.value,
+        last_received_at=bindparam("p_now"),
+        calling_ae=bindparam("p_calling_ae"),
+        patient_id=func.coalesce(bindparam("p_patient_id"), Study.patient_id),
+        accession_number=func.coalesce(bindparam("p_accession"), Study.accession_number),
+    )
+)
+
+
 class InstanceLedger:
     """Database side of receiving: studies, series, instances and refusals.
 
@@ -103,11 +134,7 @@ class InstanceLedger:
         now = utcnow()
         ids = self._ids(conn, record)
         _, study_id, series_id = ids
-        existing = conn.execute(
-            select(Instance.id, Instance.series_id).where(
-                Instance.sop_instance_uid == record.sop_instance_uid
-            )
-        ).first()
+        existing = conn.execute(_HELD_INSTANCE, {"p_sop": record.sop_instance_uid}).first()
         if existing is not None:
             if existing.series_id != series_id:
                 held_in_study = conn.scalar(
@@ -128,21 +155,20 @@ class InstanceLedger:
             )
             return RecordOutcome.REPEATED, ids
         instance_id = conn.execute(
-            insert(Instance)
-            .values(
-                series_id=series_id,
-                sop_instance_uid=record.sop_instance_uid,
-                sop_class_uid=record.sop_class_uid,
-                transfer_syntax_uid=record.transfer_syntax_uid,
-                instance_number=record.instance_number,
-                path=record.relative_path,
-                size_bytes=record.size_bytes,
-                sha256=record.sha256,
-                calling_ae=record.calling_ae,
-                received_at=now,
-                times_received=1,
-            )
-            .returning(Instance.id)
+            _INSERT_INSTANCE,
+            {
+                "series_id": series_id,
+                "sop_instance_uid": record.sop_instance_uid,
+                "sop_class_uid": record.sop_class_uid,
+                "transfer_syntax_uid": record.transfer_syntax_uid,
+                "instance_number": record.instance_number,
+                "path": record.relative_path,
+                "size_bytes": record.size_bytes,
+                "sha256": record.sha256,
+                "calling_ae": record.calling_ae,
+                "received_at": now,
+                "times_received": 1,
+            },
         ).scalar_one()
         if record.corrects_job_id is not None:
             record_reference_segmentation(
@@ -156,17 +182,14 @@ class InstanceLedger:
             return RecordOutcome.NEW, ids
         # A new instance keeps the study open (or reopens a completed one: late series).
         conn.execute(
-            update(Study)
-            .where(Study.id == study_id)
-            .values(
-                status=StudyStatus.RECEIVING.value,
-                last_received_at=now,
-                calling_ae=record.calling_ae,
-                patient_id=func.coalesce(record.patient_id, Study.patient_id),
-                accession_number=func.coalesce(
-                    _clip(record.accession_number, 16), Study.accession_number
-                ),
-            )
+            _NEW_INSTANCE_IN_STUDY,
+            {
+                "p_study_id": study_id,
+                "p_now": now,
+                "p_calling_ae": record.calling_ae,
+                "p_patient_id": record.patient_id,
+                "p_accession": _clip(record.accession_number, 16),
+            },
         )
         return RecordOutcome.NEW, ids
 
@@ -228,18 +251,7 @@ class InstanceLedger:
             sqlalchemy.exc.SQLAlchemyError: if the database fails.
         """
         with self._sessions() as session:
-            row = session.execute(
-                select(
-                    Instance.id,
-                    Study.study_instance_uid,
-                    Series.series_instance_uid,
-                    Instance.path,
-                    Instance.sha256,
-                )
-                .join(Series, Series.id == Instance.series_id)
-                .join(Study, Study.id == Series.study_id)
-                .where(Instance.sop_instance_uid == sop_instance_uid)
-            ).first()
+            row = session.execute(_HELD_COPY, {"p_sop": sop_instance_uid}).first()
         return None if row is None else HeldCopy(*row)
 
     def is_own_result(self, sop_instance_uid: str) -> bool:

@@ -27,7 +27,12 @@ from pacs_node.scp.handlers import (
     handle_released,
     handle_store,
 )
-from pacs_node.scp.transport import BulkRequestHandler, NodeAE, NodeAssociationServer
+from pacs_node.scp.transport import (
+    BulkRequestHandler,
+    NodeAE,
+    NodeAssociationServer,
+    SharedPortAssociationServer,
+)
 from pacs_node.spool import Spool
 
 
@@ -94,9 +99,13 @@ def start_scp(
     ledger: InstanceLedger,
     commitments: CommitmentJournal | None = None,
     store: InstanceStore | None = None,
+    *,
+    shared_port: bool = False,
 ) -> RunningSCP:
     """Start the SCP in background threads on ``settings.host:settings.port``, storing through
     ``store`` (shared with the node's other receiving endpoints; its own when omitted).
+
+    With ``shared_port``, other processes may listen on the same port (``SO_REUSEPORT``).
 
     With ``commitments``, it also accepts storage commitment reports: a PACS opens an
     association as SCP of the Storage Commitment Push Model (role selection) and sends an
@@ -123,7 +132,7 @@ def start_scp(
         (settings.host, settings.port),
         evt_handlers=handlers,
         ssl_context=tls_context(settings),
-        server_class=NodeAssociationServer,
+        server_class=SharedPortAssociationServer if shared_port else NodeAssociationServer,
         request_handler=BulkRequestHandler,
     )
     # As AE.start_server(block=False) does, with our server class: the AE owns the server.

@@ -156,3 +156,38 @@ def run_node(workdir: Path, **settings: str) -> Iterator[NodeProcess]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def holds_listener(pid: int, port: int) -> bool:
+    """True if process ``pid`` holds a socket listening on ``port`` (several processes may,
+    sharing it with ``SO_REUSEPORT``)."""
+    inodes = [
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port
+    ]
+    return any(_holds_socket(pid, inode) for inode in inodes)
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def wait_for_extra_processes(node: NodeProcess, count: int, timeout: float = 120.0) -> set[int]:
+    """The serving process's ``count`` children, once each listens on the node's port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        extra = children_of(node.process.pid)
+        if len(extra) == count and all(holds_listener(pid, node.port) for pid in extra):
+            return extra
+        time.sleep(0.1)
+    raise AssertionError(f"{count} extra SCP processes are not listening:\n{node.log.read_text()}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import socket
 import ssl
 import struct
@@ -17,6 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from pacs_node.instance_store import LOCK_FOLDER
 from pacs_node.scp.statuses import StoreStatus
 from pacs_node.validation import is_valid_uid
 from tests.helpers.dicom_factory import StudySpec, write_study
@@ -78,10 +80,14 @@ def test_fuzzed_data_sets_each_get_a_status(
     assert statuses.count(StoreStatus.CANNOT_UNDERSTAND) > 500  # the fuzz did bite
     assert rss[1] - rss[0] < 64 * 1024 * 1024, f"memory grew {rss}"
     assert echo_ok(node.port)
-    # Nothing outside the spool: every file is <study>/<series>/<sop>.dcm of valid UIDs.
+    # Nothing outside the spool: every file is <study>/<series>/<sop>.dcm of valid UIDs (beside
+    # the node's own folder of stripe locks, <n>.lock).
     spool = node.log.parent / "spool"
     for path in spool.rglob("*"):
         parts = path.relative_to(spool).parts
+        if parts[0] == LOCK_FOLDER:
+            assert path.is_dir() or re.fullmatch(r"[0-9]+\.lock", path.name), path
+            continue
         assert all(is_valid_uid(p.removesuffix(".dcm")) for p in parts), path
         assert path.is_dir() or (len(parts) == 3 and path.suffix == ".dcm")
     outside = {p.name for p in node.log.parent.iterdir()} - {"spool", "node.log"}

@@ -4,6 +4,9 @@ one of the node's own results; a SEG that corrects the node's SEG is the referen
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from pacs_node.db.ledger import InstanceLedger, InstanceRecord
 from pacs_node.db.tables import Instance, Result, Series, Study
 from pacs_node.domain import InstanceOrigin, JobState, StudyStatus
 from pacs_node.errors import ConflictingInstanceError
-from pacs_node.instance_store import InstanceStore, StoreOutcome
+from pacs_node.instance_store import InstanceStore, StoreOutcome, StripeLocks
 from pacs_node.origin import referenced_instances
 from pacs_node.spool import Spool
 from tests.unit.pacs_node.db.test_ledger_assembly import Clock, RecordingQueue, make_assembler
@@ -219,3 +222,36 @@ def test_a_segmentations_references_are_read_from_every_sequence() -> None:
     assert referenced_instances(seg) == {"1.2.1", "1.2.2"}
     seg.SOPClassUID = ComprehensiveSRStorage  # only a segmentation can be a reference one
     assert referenced_instances(seg) == frozenset()
+
+
+def test_a_stripe_held_by_another_process_blocks_until_it_lets_go(tmp_path: Path) -> None:
+    """Two SCP processes storing the same SOP Instance UID take turns (an ``flock``)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path\n"
+            "from pacs_node.instance_store import StripeLocks\n"
+            f"with StripeLocks(Path({str(tmp_path)!r})).holding({SOP!r}):\n"
+            "    print('held', flush=True); sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline() == "held\n"
+    acquired = threading.Event()
+
+    def take() -> None:
+        with StripeLocks(tmp_path).holding(SOP):
+            acquired.set()
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    assert not acquired.wait(0.5)
+    holder.stdin.close()  # the holder lets go and exits
+    assert acquired.wait(60)
+    taker.join()
+    assert holder.wait(60) == 0
+    holder.stdout.close()

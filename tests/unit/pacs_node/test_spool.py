@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import errno
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from pacs_node import spool as spool_module
 from pacs_node.errors import InvalidIdentifierError, SpoolFullError
 from pacs_node.spool import Spool, atomic_write
 
@@ -76,3 +81,49 @@ def test_discard_removes_the_file_and_empty_folders_only(tmp_path: Path) -> None
     spool.discard(lone.relative_path)
     assert not (tmp_path / STUDY / "1.2.3.9").exists()
     assert (tmp_path / kept.relative_path).read_bytes() == b"keep"
+
+
+def test_threads_writing_at_once_share_fsync_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight writers arriving while a slow round runs are synced together in the next one:
+    every file is fsynced, their folder far fewer than eight times."""
+    spool = Spool(tmp_path)
+    files, folders = [], []
+    real_fsync = os.fsync
+    first_round_started = threading.Event()
+
+    def slow_fsync(fd: int) -> None:
+        first_round_started.set()
+        time.sleep(0.1)  # a slow disk: the other writers queue meanwhile
+        files.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "fsync", slow_fsync)
+    monkeypatch.setattr(spool_module, "_fsync_directory", lambda folder: folders.append(folder))
+    first = threading.Thread(target=spool.write_instance, args=(STUDY, SERIES, "1.9.0", b"0"))
+    first.start()
+    assert first_round_started.wait(30)
+    others = [
+        threading.Thread(target=spool.write_instance, args=(STUDY, SERIES, f"1.9.{i}", b"x"))
+        for i in range(1, 8)
+    ]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(60)
+    series = tmp_path / STUDY / SERIES
+    assert len(files) == 8
+    # The first writer's round, then (unless the machine stalls a writer for a whole round)
+    # one round for the seven others.
+    assert 2 <= folders.count(series) < 8
+    assert len(list(series.glob("*.dcm"))) == 8
+
+
+def test_a_failed_fsync_fails_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(spool_module.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        Spool(tmp_path).write_instance(STUDY, SERIES, SOP, b"DICM")
