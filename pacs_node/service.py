@@ -135,6 +135,8 @@ class EdgeService:
         sessions = make_session_factory(engine)
         ledger = InstanceLedger(sessions)
         spool = Spool(settings.spool_dir, settings.min_free_bytes)
+        if partial := spool.remove_partial_writes():
+            LOG.info("removed %d partial writes a crash left in the spool", partial)
         queue = queue or start_worker_queue(settings, embedded_worker)
         assembler = StudyAssembler.from_settings(settings, sessions, queue)
         reconciler = Reconciler(sessions, queue, policy)

@@ -125,6 +125,21 @@ class Spool:
             raise ValueError(f"path {relative_path!r} leaves the spool")
         return path
 
+    def remove_partial_writes(self) -> int:
+        """Remove the temporary files of writes a crash interrupted (never instances: a write
+        becomes one only when renamed); returns how many. For start-up, before receiving.
+
+        Raises:
+            OSError: if the spool cannot be read.
+        """
+        removed = 0
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    (Path(folder) / name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def discard(self, relative_path: str) -> None:
         """Remove an instance written in error, and its folders if they are left empty.
 

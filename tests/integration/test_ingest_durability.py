@@ -125,7 +125,9 @@ def send_and_kill(
 def check_ledger(node: NodeProcess, spool: Path, sent: dict[str, bytes], acked: set[str]) -> int:
     """Every acknowledged instance has its row; every row (acknowledged or not) names the
     instance's ``.dcm`` file in the spool (never a temporary file), holding the size and SHA-256
-    the row records and exactly the data set sent. Returns the number of rows."""
+    the row records and exactly the data set sent; no partial write is left. Returns the number
+    of rows."""
+    assert not list(spool.rglob("*.tmp")), "a crash's partial writes outlived the restart"
     rows = node.query("SELECT sop_instance_uid, path, size_bytes, sha256 FROM instances")
     held = {str(uid) for uid, *_ in rows}
     assert not acked - held, f"acknowledged, then lost: {sorted(acked - held)}"

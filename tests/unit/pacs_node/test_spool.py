@@ -127,3 +127,14 @@ def test_a_failed_fsync_fails_the_write(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(spool_module.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="Input/output error"):
         Spool(tmp_path).write_instance(STUDY, SERIES, SOP, b"DICM")
+
+
+def test_partial_writes_a_crash_left_are_removed_and_instances_kept(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write_instance(STUDY, SERIES, SOP, b"DICM")
+    folder = tmp_path / STUDY / SERIES
+    (folder / f".{SOP}.dcm.0123456789abcdef.tmp").write_bytes(b"DI")
+    (folder / ".1.2.3.4.6.dcm.fedcba9876543210.tmp").write_bytes(b"")
+    assert spool.remove_partial_writes() == 2
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{SOP}.dcm"]
+    assert spool.remove_partial_writes() == 0
