@@ -84,8 +84,8 @@ class StripeLocks:
 
 
 class InstanceStore:
-    """Writes and records received instances; one per process, shared by its receiving
-    endpoints (SCP, STOW-RS)."""
+    """Writes and records received instances into one spool and ledger; several stores (and
+    processes) may share them, their stripe locks being files in the spool."""
 
     def __init__(self, spool: Spool, ledger: InstanceLedger) -> None:
         self._spool = spool

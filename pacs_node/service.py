@@ -7,6 +7,7 @@ never imports the worker or the ML stack.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -144,26 +145,20 @@ class EdgeService:
         store = InstanceStore(spool, ledger)
         app = create_app(settings, sessions, queue=queue, assembler=assembler, store=store)
         api = ApiServer.start(app, settings.api_host, settings.api_port)
-        try:
+        with contextlib.ExitStack() as on_failure:
+            on_failure.callback(queue.stop)
+            on_failure.callback(api.stop)
             # Storage commitment reports settle deliveries, then wake their jobs.
             commitments = CommitmentLedger(sessions, policy, queue.enqueue_delivery)
             shared = settings.scp_processes > 1
             scp = start_scp(settings, spool, ledger, commitments, store, shared_port=shared)
-        except Exception:
-            api.stop()
-            queue.stop()
-            raise
-        try:
+            on_failure.callback(scp.stop)
             extra = (
                 ScpProcesses.start(settings, scp.port, settings.scp_processes - 1)
                 if shared
                 else None
             )
-        except Exception:
-            scp.stop()
-            api.stop()
-            queue.stop()
-            raise
+            on_failure.pop_all()  # all started: the service stops them
         service = cls(settings, engine, scp, assembler, api, queue, reconciler, extra)
         service._every(ASSEMBLY_INTERVAL_SECONDS, assembler.tick, "assembly")
         service._every(policy.reconcile_interval_seconds, reconciler.tick, "reconciler")

@@ -65,6 +65,21 @@ def add_job(
     return job
 
 
+def add_checked_jobs(session: Session, reasons: tuple[str, ...]) -> list[int]:
+    """Three done jobs, an hour apart, of three studies: one whose quality check asks for review
+    with ``reasons``, one whose check passed, one with no check (no model ran); their ids."""
+    return [
+        add_job(
+            session,
+            add_study(session, n),
+            JobState.DONE,
+            created=T0.replace(hour=n),
+            review_reasons=checked,
+        ).id
+        for n, checked in enumerate((reasons, (), None))
+    ]
+
+
 def add_outputs(session: Session, job: Job) -> tuple[Result, Result]:
     """A SEG sent to the PACS (and dead on a second peer) and an ORU the RIS answered AE."""
     seg = Result(

@@ -12,7 +12,14 @@ from pacs_node.api.tokens import Role
 from pacs_node.db.tables import ApiToken, AuditLog, Job
 from pacs_node.domain import JobState
 from tests.unit.api.conftest import Node
-from tests.unit.api.seed import DESTINATION, T0, add_job, add_outputs, add_study
+from tests.unit.api.seed import (
+    DESTINATION,
+    T0,
+    add_checked_jobs,
+    add_job,
+    add_outputs,
+    add_study,
+)
 from worker.main import main
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -81,14 +88,7 @@ def test_jobs_text_output_and_paging(node: Node, cli: Cli) -> None:
 
 def test_jobs_list_marks_the_jobs_that_need_review_with_their_reasons(node: Node, cli: Cli) -> None:
     with node.sessions.begin() as session:
-        for n, reasons in enumerate((REASONS, (), None)):
-            add_job(
-                session,
-                add_study(session, n),
-                JobState.DONE,
-                created=T0.replace(hour=n),
-                review_reasons=reasons,
-            )
+        add_checked_jobs(session, REASONS)
     code, out, _ = cli("jobs", "list")
     assert code == 0
     header, *lines = out.splitlines()

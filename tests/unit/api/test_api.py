@@ -17,7 +17,15 @@ from pacs_node.api.tokens import Role, revoke_token
 from pacs_node.db.tables import ApiToken, AuditLog, Job, JobEvent, Result, Study
 from pacs_node.domain import JobState, StudyStatus
 from tests.unit.api.conftest import Node
-from tests.unit.api.seed import DESTINATION, T0, add_job, add_outputs, add_study, seg_job
+from tests.unit.api.seed import (
+    DESTINATION,
+    T0,
+    add_checked_jobs,
+    add_job,
+    add_outputs,
+    add_study,
+    seg_job,
+)
 
 PUBLIC = {"/healthz", "/readyz"}
 
@@ -105,16 +113,7 @@ REASONS = ("only 3 of 5 lumbar discs found", "low segmentation certainty (0.71)"
 
 def test_jobs_show_the_quality_check_of_the_model(node: Node) -> None:
     with node.sessions.begin() as session:
-        ids = [
-            add_job(
-                session,
-                add_study(session, n),
-                JobState.DONE,
-                created=T0.replace(hour=n),
-                review_reasons=reasons,
-            ).id
-            for n, reasons in enumerate((REASONS, (), None))
-        ]
+        ids = add_checked_jobs(session, REASONS)
     items = node.client.get("/api/jobs", headers=node.headers()).json()["items"]
     verdicts = {j["id"]: (j["needs_review"], j["review_reasons"]) for j in items}
     assert verdicts == {

@@ -95,11 +95,17 @@ def test_an_idle_association_waits_instead_of_polling(scp: RunningSCP) -> None:
         assert wait_for(lambda: len(stock.active_associations) == 1)
         acceptors = [scp.ae.active_associations[0], stock.active_associations[0]]
         before = [thread_cpu_ticks(a, a.dul) for a in acceptors]
-        time.sleep(3.0)  # idle on purpose: what holding an association open costs
-        ours_spent, stock_spent = (
-            thread_cpu_ticks(a, a.dul) - b for a, b in zip(acceptors, before, strict=True)
-        )
-        # Idle: ~8 ticks (10 ms each) for pynetdicom's polling in 3 s, 0-1 for the bounded waits.
+
+        def spent() -> tuple[int, int]:
+            ours_now, stock_now = (
+                thread_cpu_ticks(a, a.dul) - b for a, b in zip(acceptors, before, strict=True)
+            )
+            return ours_now, stock_now
+
+        # Idle on purpose until pynetdicom's polling has spent 80 ms (8 ticks of 10 ms; ~3 s on
+        # an idle machine): the bounded waits spend 0-1 ticks meanwhile.
+        assert wait_for(lambda: spent()[1] >= 8)
+        ours_spent, stock_spent = spent()
         assert 2 * ours_spent < stock_spent, (ours_spent, stock_spent)
         assert acceptors[0].is_established
     finally:
